@@ -1,0 +1,17 @@
+"""n2n_core: a small deep-learning framework on plain torch tensors, with no autograd.
+
+Every layer computes its own forward pass and its own vector-Jacobian product.
+"""
+
+from .layers import Conv2d, Identity, LeakyReLU, NearestUpsampling, ReLU, Sequential, Sigmoid, TransposeConv2d
+from .loss import MSE
+from .module import Module
+from .optim import SGD, Adam, Optimizer
+from .serialize import load, save
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Module", "Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling",
+    "Sequential", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
+]

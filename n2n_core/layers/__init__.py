@@ -1,0 +1,8 @@
+"""The layers of the framework."""
+
+from .activation import Identity, LeakyReLU, ReLU, Sigmoid
+from .container import Sequential
+from .conv import Conv2d, TransposeConv2d
+from .upsample import NearestUpsampling
+
+__all__ = ["Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling", "Sequential"]

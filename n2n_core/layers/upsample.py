@@ -1,0 +1,54 @@
+"""Nearest-neighbour upsampling by integer factors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from ..checks import Pair, check_image_batch, to_pair
+from ..module import VJP, Module, empty_like_grad
+
+
+def upsample_nearest_forward(x: Tensor, scale: Pair) -> Tensor:
+    """x: (N, C, H, W) -> y: (N, C, sH, sW), y[n, c, i, j] = x[n, c, i // s_h, j // s_w].
+
+    Computed channels-last, so a channels-last input stays so without a transpose.
+    """
+    n, c, h, w = x.shape
+    sh, sw = scale
+    xh = x.permute(0, 2, 3, 1)[:, :, None, :, None, :]
+    y = xh.expand(n, h, sh, w, sw, c).reshape(n, h * sh, w * sw, c)
+    return y.permute(0, 3, 1, 2)
+
+
+def upsample_nearest_vjp(dy: Tensor, scale: Pair) -> Tensor:
+    """dx[n, c, i, j] = sum over the s_h x s_w block of dy that x[n, c, i, j] was copied to."""
+    n, c, hh, ww = dy.shape
+    sh, sw = scale
+    blocks = dy.permute(0, 2, 3, 1).reshape(n, hh // sh, sh, ww // sw, sw, c)
+    return blocks.sum((2, 4)).permute(0, 3, 1, 2)
+
+
+class NearestUpsampling(Module):
+    """Nearest-neighbour upsampling; ``scale_factor`` is an int or an (h, w) pair of ints >= 1."""
+
+    def __init__(self, scale_factor: Any = 2) -> None:
+        super().__init__()
+        self.scale_factor: Pair = to_pair("NearestUpsampling", "scale_factor", scale_factor, 1)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "NearestUpsampling", "scale_factor": list(self.scale_factor)}
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_image_batch(repr(self), x)
+        return upsample_nearest_forward(x, self.scale_factor)
+
+    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        y = self.forward(x)
+
+        def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+            e = empty_like_grad(dy)
+            return upsample_nearest_vjp(dy, self.scale_factor), e, e
+
+        return y, vjp
