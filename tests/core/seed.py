@@ -1,0 +1,36 @@
+"""The seed network, built in n2n_core and in torch.nn from the same weights."""
+
+import torch
+
+from n2n_core import Conv2d, ReLU, Sequential, Sigmoid, TransposeConv2d
+
+
+def seed_n2n(channels: int = 48) -> Sequential:
+    c = channels
+    return Sequential(
+        Conv2d(3, c, 3, stride=2, padding=1), ReLU(),
+        Conv2d(c, c, 3, stride=2, padding=1), ReLU(),
+        TransposeConv2d(c, c, 3, stride=2, padding=1, output_padding=1), ReLU(),
+        TransposeConv2d(c, 3, 3, stride=2, padding=1, output_padding=1), Sigmoid(),
+    )
+
+
+def seed_torch_from(model: Sequential) -> torch.nn.Sequential:
+    nn = torch.nn
+    layers = []
+    for m in model:
+        name = type(m).__name__
+        if name == "Conv2d":
+            t = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation)
+        elif name == "TransposeConv2d":
+            t = nn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                   m.output_padding, dilation=m.dilation)
+        else:
+            t = {"ReLU": nn.ReLU, "Sigmoid": nn.Sigmoid}[name]()
+        if m.weight is not None:
+            t = t.to(m.weight.dtype)
+            with torch.no_grad():
+                t.weight.copy_(m.weight)
+                t.bias.copy_(m.bias)
+        layers.append(t)
+    return nn.Sequential(*layers)

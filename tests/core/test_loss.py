@@ -1,0 +1,26 @@
+"""MSE against torch's mse_loss(reduction="mean")."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from n2n_core import MSE
+
+from .reference import assert_close, autograd_vjp
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=4), st.sampled_from([torch.float64, torch.float32]))
+def test_mse_matches_autograd(shape, dtype):
+    y, t = torch.randn(*shape, dtype=dtype), torch.randn(*shape, dtype=dtype)
+    loss_ref, (dy_ref, _) = autograd_vjp(lambda a, b: F.mse_loss(a, b), [y, t], torch.tensor(1.0, dtype=dtype))
+    loss = MSE()(y, t)
+    assert loss.dim() == 0
+    assert_close(loss, loss_ref, dtype)
+    assert_close(MSE().vjp(y, t), dy_ref, dtype)
+
+
+def test_mse_shape_mismatch():
+    with pytest.raises(ValueError, match=r"MSE.*\(2, 3\).*\(3, 2\)"):
+        MSE()(torch.zeros(2, 3), torch.zeros(3, 2))
