@@ -30,6 +30,9 @@ class Module:
     """Base class. Subclasses implement ``forward`` and ``forward_and_vjp``."""
 
     registry: ClassVar[dict[str, type[Module]]] = {}
+    #: forward returns new storage that its vjp does not keep, so a container may let the next
+    #: module overwrite it (see ``Sequential`` and the activations' ``*_inplace`` methods).
+    fresh_output: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

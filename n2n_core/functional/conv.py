@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 Pair = tuple[int, int]
@@ -61,10 +62,19 @@ def _pad_nhwc(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor
     """Zero-pad the H and W dims of an NHWC tensor; returns a contiguous tensor."""
     if top == bottom == left == right == 0:
         return x.contiguous()
-    n, h, w, c = x.shape
-    out = x.new_zeros((n, h + top + bottom, w + left + right, c))
-    out[:, top : top + h, left : left + w] = x
-    return out
+    return F.pad(x, (0, 0, left, right, top, bottom))
+
+
+def _window_pads(size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out: Pair) -> tuple[int, ...]:
+    """(top, bottom, left, right) zero padding that the windows of ``out`` positions actually read.
+
+    Padded rows s*i + d*u (i < Ho, u < kh) are read; bottom padding beyond the last one is skipped.
+    """
+    pads = []
+    for i in range(2):
+        last = stride[i] * (out[i] - 1) + dilation[i] * (kernel[i] - 1)
+        pads += [padding[i], max(0, last - (padding[i] + size[i] - 1))]
+    return tuple(pads)
 
 
 def _im2col(xp: Tensor, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, offset: Pair = (0, 0)) -> Tensor:
@@ -105,14 +115,17 @@ def _linear(cols: Tensor, wt: Tensor, bias: Tensor | None) -> Tensor:
 # ----------------------------------------------------------------------------- transposed conv on NHWC
 
 
-def _phase_taps(r: int, k: int, s: int, p: int, d: int) -> tuple[list[int], list[int]]:
-    """Kernel taps that reach output rows o = s*q + r, and their input offsets (ascending).
+def _phase_taps(r: int, k: int, s: int, p: int, d: int) -> tuple[int, int, list[int]]:
+    """Kernel taps that reach output rows o = s*q + r.
 
-    Row o receives x[i] w[u] when s*i - p + d*u = o, i.e. i = q + (r + p - d*u) / s.
+    Row o receives x[i] w[u] when s*i - p + d*u = o, i.e. i = q + (r + p - d*u) / s. The taps are
+    evenly spaced (step s/g, g = gcd(s, d)); listed from the largest u down, their input offsets
+    ascend by d/g. Returns (largest tap, tap step, input offsets) with no taps as (0, 1, []).
     """
     taps = [u for u in range(k) if (r + p - d * u) % s == 0]
-    taps.reverse()  # ascending offsets
-    return taps, [(r + p - d * u) // s for u in taps]
+    if not taps:
+        return 0, 1, []
+    return taps[-1], s // math.gcd(s, d), [(r + p - d * u) // s for u in reversed(taps)]
 
 
 def _gather_phases(
@@ -122,41 +135,38 @@ def _gather_phases(
 
     x: (N, H, W, Cin) NHWC, weight: (Cin, Cout, kh, kw) -> y: (N, Ho, Wo, Cout) contiguous.
     Phase (ry, rx) holds y[:, ry::s_h, rx::s_w]; its taps are evenly spaced, so its columns are
-    one dilated ``_im2col`` of the zero-padded input (dilation d / gcd(s, d)).
+    one dilated ``_im2col`` of the zero-padded input (dilation d / gcd(s, d)), and its weight is
+    a strided slice of the spatially flipped kernel.
     """
     n, h, w, cin = x.shape
-    cout = weight.shape[1]
+    _, cout, kh, kw = weight.shape
     plans = []
     for dim, size in enumerate((h, w)):
         s, p, d, k = stride[dim], padding[dim], dilation[dim], weight.shape[2 + dim]
-        phases = []
-        for r in range(s):
-            q = len(range(r, out[dim], s))
-            taps, offs = _phase_taps(r, k, s, p, d)
-            phases.append((r, q, taps, offs))
-        live = [(q, offs) for _, q, taps, offs in phases if q and taps]
+        phases = [(r, len(range(r, out[dim], s)), *_phase_taps(r, k, s, p, d)) for r in range(s)]
+        live = [(q, offs) for _, q, _, _, offs in phases if q and offs]
         lo = max([0] + [-offs[0] for _, offs in live])
         hi = max([0] + [q - 1 + offs[-1] - (size - 1) for q, offs in live])
         plans.append((phases, lo, hi, d // math.gcd(s, d)))
     (ph_y, lo_y, hi_y, dil_y), (ph_x, lo_x, hi_x, dil_x) = plans
     xp = _pad_nhwc(x, lo_y, hi_y, lo_x, hi_x)
+    wf = weight.permute(2, 3, 0, 1).flip(0, 1)  # (kh, kw, Cin, Cout), taps reversed
 
     y = x.new_empty((n, out[0], out[1], cout))
-    single = stride == (1, 1)
-    for ry, qy, ty, oy in ph_y:
-        for rx, qx, tx, ox in ph_x:
+    for ry, qy, uy, sy, oy in ph_y:
+        for rx, qx, ux, sx, ox in ph_x:
             if not (qy and qx):
                 continue
             dst = y[:, ry :: stride[0], rx :: stride[1]]
-            if not (ty and tx):
+            if not (oy and ox):
                 dst.copy_(bias.expand_as(dst) if bias is not None else torch.zeros_like(dst))
                 continue
-            cols = _im2col(xp, (len(ty), len(tx)), (1, 1), (dil_y, dil_x), (qy, qx), (lo_y + oy[0], lo_x + ox[0]))
-            sub = weight[:, :, ty][:, :, :, tx].permute(2, 3, 0, 1).reshape(-1, cout)
-            res = _linear(cols, sub, bias)
-            if single:
-                return res.view(n, qy, qx, cout)
-            dst.copy_(res.view(n, qy, qx, cout))
+            cols = _im2col(xp, (len(oy), len(ox)), (1, 1), (dil_y, dil_x), (qy, qx), (lo_y + oy[0], lo_x + ox[0]))
+            sub = wf[kh - 1 - uy :: sy, kw - 1 - ux :: sx][: len(oy), : len(ox)].reshape(-1, cout)
+            res = _linear(cols, sub, bias).view(n, qy, qx, cout)
+            if stride == (1, 1):
+                return res
+            dst.copy_(res)
     return y
 
 
@@ -209,8 +219,8 @@ def conv2d_forward(
     n = x.shape[0]
     kernel = (weight.shape[2], weight.shape[3])
     ho, wo = conv2d_output_size((x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
-    xp = _pad_nhwc(_nhwc(x), padding[0], padding[0], padding[1], padding[1])
-    cols = _im2col(xp, kernel, stride, dilation, (ho, wo))
+    pads = _window_pads((x.shape[2], x.shape[3]), kernel, stride, padding, dilation, (ho, wo))
+    cols = _im2col(_pad_nhwc(_nhwc(x), *pads), kernel, stride, dilation, (ho, wo))
     y = _linear(cols, _weight_matrix(weight).t(), bias)
     return _nchw(y.view(n, ho, wo, -1)), cols
 
@@ -265,8 +275,8 @@ def conv_transpose2d_vjp(
     """
     n, cin, h, w = x.shape
     kernel = (weight.shape[2], weight.shape[3])
-    dyp = _pad_nhwc(_nhwc(dy), padding[0], padding[0], padding[1], padding[1])
-    cols = _im2col(dyp, kernel, stride, dilation, (h, w))
+    pads = _window_pads((dy.shape[2], dy.shape[3]), kernel, stride, padding, dilation, (h, w))
+    cols = _im2col(_pad_nhwc(_nhwc(dy), *pads), kernel, stride, dilation, (h, w))
     x2 = _nhwc(x).reshape(n * h * w, cin)
     dw = _weight_from_matrix(x2.t() @ cols, weight.shape)
     db = dy.sum((0, 2, 3))

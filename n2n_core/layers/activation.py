@@ -16,24 +16,36 @@ def _check(layer: Module, x: Any) -> None:
 
 
 class ReLU(Module):
-    """y = max(x, 0);  dx = dy * [y > 0]."""
+    """y = max(x, 0);  dx = dy * [y > 0] = dy * sign(y)  (y >= 0, so sign(y) is the 0/1 mask)."""
 
     def forward(self, x: Tensor) -> Tensor:
         _check(self, x)
         return x.clamp_min(0)
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
-        y = self.forward(x)
+    def forward_inplace(self, x: Tensor) -> Tensor:
+        _check(self, x)
+        return x.clamp_min_(0)
 
+    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        return self._vjp_from_output(self.forward(x))
+
+    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+        return self._vjp_from_output(self.forward_inplace(x))
+
+    @staticmethod
+    def _vjp_from_output(y: Tensor) -> tuple[Tensor, VJP]:
         def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
             e = empty_like_grad(dy)
-            return dy.masked_fill(y <= 0, 0), e, e
+            return y.sign().mul_(dy), e, e
 
         return y, vjp
 
 
 class LeakyReLU(Module):
-    """y = x if x > 0 else a*x;  dx = dy if x > 0 else a*dy."""
+    """y = x * f,  dx = dy * f,  with f = 1 where x > 0 and f = a elsewhere.
+
+    For 0 <= a <= 1, f = max(sign(x), a) exactly (two cheap element-wise ops, no boolean masks).
+    """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -44,17 +56,35 @@ class LeakyReLU(Module):
     def config(self) -> dict[str, Any]:
         return {"type": "LeakyReLU", "negative_slope": self.negative_slope}
 
+    def _factor(self, x: Tensor) -> Tensor:
+        a = self.negative_slope
+        if 0.0 <= a <= 1.0:
+            return x.sign().clamp_min_(a)
+        return torch.full_like(x, a).masked_fill_(x > 0, 1.0)
+
     def forward(self, x: Tensor) -> Tensor:
         _check(self, x)
-        return torch.where(x > 0, x, x * self.negative_slope)
+        a = self.negative_slope
+        return torch.maximum(x, x * a) if 0.0 <= a <= 1.0 else x * self._factor(x)
+
+    def forward_inplace(self, x: Tensor) -> Tensor:
+        _check(self, x)
+        return x.mul_(self._factor(x))
 
     def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
-        y = self.forward(x)
-        positive = x > 0
+        return self._forward_and_vjp(x, inplace=False)
+
+    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+        return self._forward_and_vjp(x, inplace=True)
+
+    def _forward_and_vjp(self, x: Tensor, inplace: bool) -> tuple[Tensor, VJP]:
+        _check(self, x)
+        factor = self._factor(x)
+        y = x.mul_(factor) if inplace else x * factor
 
         def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
             e = empty_like_grad(dy)
-            return torch.where(positive, dy, dy * self.negative_slope), e, e
+            return dy * factor, e, e
 
         return y, vjp
 
@@ -66,12 +96,21 @@ class Sigmoid(Module):
         _check(self, x)
         return torch.sigmoid(x)
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
-        y = self.forward(x)
+    def forward_inplace(self, x: Tensor) -> Tensor:
+        _check(self, x)
+        return x.sigmoid_()
 
+    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        return self._vjp_from_output(self.forward(x))
+
+    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+        return self._vjp_from_output(self.forward_inplace(x))
+
+    @staticmethod
+    def _vjp_from_output(y: Tensor) -> tuple[Tensor, VJP]:
         def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
             e = empty_like_grad(dy)
-            return dy * (1 - y) * y, e, e
+            return (1 - y).mul_(y).mul_(dy), e, e
 
         return y, vjp
 

@@ -59,15 +59,23 @@ class Sequential(Module):
         inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self._children))
         return f"Sequential({inner}\n)"
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _inplace_flags(self) -> list[bool]:
+        """Child i may work in place when child i-1 hands it storage nobody else holds."""
+        flags, prev_fresh = [], False
         for m in self._children:
-            x = m(x)
+            flags.append(prev_fresh and hasattr(m, "forward_inplace"))
+            prev_fresh = m.fresh_output
+        return flags
+
+    def forward(self, x: Tensor) -> Tensor:
+        for m, inplace in zip(self._children, self._inplace_flags()):
+            x = m.forward_inplace(x) if inplace else m(x)  # type: ignore[attr-defined]
         return x
 
     def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
         vjps: list[VJP | None] = []
-        for m in self._children:
-            x, vjp = m.forward_and_vjp(x)
+        for m, inplace in zip(self._children, self._inplace_flags()):
+            x, vjp = m.forward_and_vjp_inplace(x) if inplace else m.forward_and_vjp(x)  # type: ignore[attr-defined]
             vjps.append(vjp)
 
         def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:

@@ -22,6 +22,8 @@ from ..module import VJP, Module, empty_like_grad
 class _ConvBase(Module):
     """Shared configuration, checks and (un)batching of the two convolutions."""
 
+    fresh_output = True
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any, padding: Any,
                  dilation: Any, bias: bool) -> None:
         super().__init__()
