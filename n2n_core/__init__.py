@@ -3,7 +3,19 @@
 Every layer computes its own forward pass and its own vector-Jacobian product.
 """
 
-from .layers import Conv2d, Identity, LeakyReLU, NearestUpsampling, ReLU, Sequential, Sigmoid, TransposeConv2d
+from .layers import (
+    Concat,
+    Conv2d,
+    Identity,
+    LeakyReLU,
+    MaxPool2d,
+    NearestUpsampling,
+    ReLU,
+    Residual,
+    Sequential,
+    Sigmoid,
+    TransposeConv2d,
+)
 from .loss import MSE
 from .module import Module
 from .optim import SGD, Adam, Optimizer
@@ -13,5 +25,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Module", "Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling",
-    "Sequential", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
+    "Sequential", "Concat", "Residual", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
 ]

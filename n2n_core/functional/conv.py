@@ -1,10 +1,12 @@
 """Convolutions lowered by hand to matrix multiplication.
 
 Public functions take and return NCHW tensors of any strides. The work is done channels-last
-(NHWC): the windows of the zero-padded input are a strided view, copied once into a column
-matrix ``cols`` of shape (N*Ho*Wo, kh*kw*C) and multiplied with the weight reshaped to
-(kh*kw*C, O). Outputs are NCHW views of NHWC storage (``torch.channels_last`` strides), so the
-next layer reads them without a copy.
+(NHWC): the windows of the zero-padded input are a strided view, copied into a column matrix
+``cols`` of shape (rows, kh*kw*C) and multiplied with the weight reshaped to (kh*kw*C, O).
+The columns are built block by block (``CHUNK_ELEMENTS`` values each) so that each block is
+still in cache when the GEMM reads it; the GEMM writes straight into the output. Nothing but the
+padded input is kept for the vjp, which rebuilds the blocks. Outputs are NCHW views of NHWC
+storage (``torch.channels_last`` strides), so the next layer reads them without a copy.
 
 Definitions (per spatial dimension; s stride, p padding, d dilation, k kernel index):
 
@@ -26,6 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Pair = tuple[int, int]
+
+#: values in one block of columns (2 MiB of float32): small enough to stay in a core's cache.
+CHUNK_ELEMENTS = 1 << 19
 
 
 def conv2d_output_size(size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
@@ -93,6 +98,63 @@ def _im2col(xp: Tensor, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, o
     return windows.reshape(n * out[0] * out[1], kernel[0] * kernel[1] * c)
 
 
+def _blocks(n: int, out: Pair, k: int) -> list[tuple[slice, slice]]:
+    """Split the (N, Ho) output rows into blocks of about CHUNK_ELEMENTS column values.
+
+    A block is either whole images or rows of one image, so its output rows are contiguous.
+    """
+    ho, wo = out
+    rows = max(1, CHUNK_ELEMENTS // max(1, wo * k))
+    if rows >= ho:
+        step = max(1, rows // ho)
+        return [(slice(i, min(n, i + step)), slice(0, ho)) for i in range(0, n, step)]
+    return [(slice(i, i + 1), slice(r, min(ho, r + rows))) for i in range(n) for r in range(0, ho, rows)]
+
+
+def _block_cols(xp: Tensor, block: tuple[slice, slice], kernel: Pair, stride: Pair, dilation: Pair, wo: int,
+                offset: Pair) -> Tensor:
+    ns, rs = block
+    return _im2col(xp[ns], kernel, stride, dilation, (rs.stop - rs.start, wo),
+                   (offset[0] + rs.start * stride[0], offset[1]))
+
+
+def _conv_gemm(xp: Tensor, wt: Tensor, bias: Tensor | None, kernel: Pair, stride: Pair, dilation: Pair, out: Pair,
+               offset: Pair = (0, 0)) -> Tensor:
+    """y = im2col(xp) @ wt (+ bias), block by block.
+
+    xp: (N, Hp, Wp, C) contiguous, wt: (kh*kw*C, O) -> y: (N, Ho, Wo, O) contiguous.
+    """
+    n, o = xp.shape[0], wt.shape[1]
+    y = xp.new_empty((n, out[0], out[1], o))
+    for block in _blocks(n, out, wt.shape[0]):
+        cols = _block_cols(xp, block, kernel, stride, dilation, out[1], offset)
+        dst = y[block].view(-1, o)
+        if bias is None:
+            torch.mm(cols, wt, out=dst)
+        else:
+            torch.addmm(bias, cols, wt, out=dst)
+    return y
+
+
+def _conv_weight_grad(xp: Tensor, g: Tensor, kernel: Pair, stride: Pair, dilation: Pair,
+                      wt: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """gw = sum over positions of g^T @ im2col(xp), block by block; with ``wt`` also y = im2col(xp) @ wt.
+
+    xp: (N, Hp, Wp, C) contiguous, g: (N, Ho, Wo, O), wt: (kh*kw*C, P) -> gw: (O, kh*kw*C), y: (N, Ho, Wo, P).
+    Each block of columns is built once and used by both GEMMs.
+    """
+    n, ho, wo, o = g.shape
+    acc = None
+    y = xp.new_empty((n, ho, wo, wt.shape[1])) if wt is not None else None
+    for block in _blocks(n, (ho, wo), kernel[0] * kernel[1] * xp.shape[3]):
+        cols = _block_cols(xp, block, kernel, stride, dilation, wo, (0, 0))
+        gt = g[block].reshape(-1, o).t()
+        acc = gt @ cols if acc is None else acc.addmm_(gt, cols)
+        if y is not None:
+            torch.mm(cols, wt, out=y[block].view(-1, y.shape[3]))
+    return acc, y  # type: ignore[return-value]
+
+
 def _weight_matrix(weight: Tensor) -> Tensor:
     """(A, B, kh, kw) -> (A, kh*kw*B), the column order of ``_im2col``."""
     a = weight.shape[0]
@@ -103,13 +165,6 @@ def _weight_from_matrix(m: Tensor, shape: torch.Size) -> Tensor:
     """Inverse of ``_weight_matrix``: (A, kh*kw*B) -> contiguous (A, B, kh, kw)."""
     a, b, kh, kw = shape
     return m.reshape(a, kh, kw, b).permute(0, 3, 1, 2).contiguous()
-
-
-def _linear(cols: Tensor, wt: Tensor, bias: Tensor | None) -> Tensor:
-    """cols @ wt (+ bias), fused into one GEMM when there is a bias."""
-    if bias is None:
-        return cols @ wt
-    return torch.addmm(bias, cols, wt)
 
 
 # ----------------------------------------------------------------------------- transposed conv on NHWC
@@ -161,9 +216,9 @@ def _gather_phases(
             if not (oy and ox):
                 dst.copy_(bias.expand_as(dst) if bias is not None else torch.zeros_like(dst))
                 continue
-            cols = _im2col(xp, (len(oy), len(ox)), (1, 1), (dil_y, dil_x), (qy, qx), (lo_y + oy[0], lo_x + ox[0]))
             sub = wf[kh - 1 - uy :: sy, kw - 1 - ux :: sx][: len(oy), : len(ox)].reshape(-1, cout)
-            res = _linear(cols, sub, bias).view(n, qy, qx, cout)
+            res = _conv_gemm(xp, sub, bias, (len(oy), len(ox)), (1, 1), (dil_y, dil_x), (qy, qx),
+                             (lo_y + oy[0], lo_x + ox[0]))
             if stride == (1, 1):
                 return res
             dst.copy_(res)
@@ -214,35 +269,33 @@ def conv2d_forward(
     """y = conv2d(x, w, b).
 
     x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) or None.
-    Returns y: (N, O, Ho, Wo) and cols: (N*Ho*Wo, kh*kw*C), which ``conv2d_vjp`` needs.
+    Returns y: (N, O, Ho, Wo) and xp, the zero-padded NHWC input that ``conv2d_vjp`` needs.
     """
-    n = x.shape[0]
     kernel = (weight.shape[2], weight.shape[3])
-    ho, wo = conv2d_output_size((x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
-    pads = _window_pads((x.shape[2], x.shape[3]), kernel, stride, padding, dilation, (ho, wo))
-    cols = _im2col(_pad_nhwc(_nhwc(x), *pads), kernel, stride, dilation, (ho, wo))
-    y = _linear(cols, _weight_matrix(weight).t(), bias)
-    return _nchw(y.view(n, ho, wo, -1)), cols
+    out = conv2d_output_size((x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
+    pads = _window_pads((x.shape[2], x.shape[3]), kernel, stride, padding, dilation, out)
+    xp = _pad_nhwc(_nhwc(x), *pads)
+    y = _conv_gemm(xp, _weight_matrix(weight).t(), bias, kernel, stride, dilation, out)
+    return _nchw(y), xp
 
 
 def conv2d_vjp(
-    dy: Tensor, cols: Tensor, weight: Tensor, input_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+    dy: Tensor, xp: Tensor, weight: Tensor, input_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
     need_input_grad: bool = True, method: str = "auto",
 ) -> tuple[Tensor | None, Tensor, Tensor]:
     """Vector-Jacobian product of conv2d.
 
-    dy: (N, O, Ho, Wo), cols: from ``conv2d_forward``.
+    dy: (N, O, Ho, Wo), xp: from ``conv2d_forward``.
     dx = conv_transpose2d(dy, w) cropped to input_size   (None unless need_input_grad)
-    dw = dy^T @ cols reshaped to (O, C, kh, kw);  db = sum_{n,i,j} dy.
+    dw = dy^T @ im2col(xp) reshaped to (O, C, kh, kw);  db = sum_{n,i,j} dy.
     """
-    n, o, ho, wo = dy.shape
-    dy2 = _nhwc(dy).reshape(n * ho * wo, o)
-    dw = _weight_from_matrix(dy2.t() @ cols, weight.shape)
-    db = dy2.sum(0)
+    kernel = (weight.shape[2], weight.shape[3])
+    dyh = _nhwc(dy).contiguous()
+    dw = _weight_from_matrix(_conv_weight_grad(xp, dyh, kernel, stride, dilation)[0], weight.shape)
+    db = dyh.sum((0, 1, 2))
     dx = None
     if need_input_grad:
-        dxh = _transpose_nhwc(dy2.view(n, ho, wo, o), weight, None, stride, padding, dilation, input_size, method)
-        dx = _nchw(dxh)
+        dx = _nchw(_transpose_nhwc(dyh, weight, None, stride, padding, dilation, input_size, method))
     return dx, dw, db
 
 
@@ -273,14 +326,11 @@ def conv_transpose2d_vjp(
     With cols = im2col(dy) of shape (N*H*W, kh*kw*Cout):
     dx = conv2d(dy, w) = cols @ w^T;  dw = x^T @ cols;  db = sum_{n,i,j} dy.
     """
-    n, cin, h, w = x.shape
+    h, w = x.shape[2], x.shape[3]
     kernel = (weight.shape[2], weight.shape[3])
     pads = _window_pads((dy.shape[2], dy.shape[3]), kernel, stride, padding, dilation, (h, w))
-    cols = _im2col(_pad_nhwc(_nhwc(dy), *pads), kernel, stride, dilation, (h, w))
-    x2 = _nhwc(x).reshape(n * h * w, cin)
-    dw = _weight_from_matrix(x2.t() @ cols, weight.shape)
-    db = dy.sum((0, 2, 3))
-    dx = None
-    if need_input_grad:
-        dx = _nchw((cols @ _weight_matrix(weight).t()).view(n, h, w, cin))
-    return dx, dw, db
+    dyp = _pad_nhwc(_nhwc(dy), *pads)
+    wt = _weight_matrix(weight).t() if need_input_grad else None
+    gw, dxh = _conv_weight_grad(dyp, _nhwc(x), kernel, stride, dilation, wt)
+    dx = _nchw(dxh) if dxh is not None else None
+    return dx, _weight_from_matrix(gw, weight.shape), dy.sum((0, 2, 3))

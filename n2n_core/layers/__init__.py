@@ -1,8 +1,10 @@
 """The layers of the framework."""
 
 from .activation import Identity, LeakyReLU, ReLU, Sigmoid
-from .container import Sequential
+from .container import Concat, Residual, Sequential
 from .conv import Conv2d, TransposeConv2d
+from .pool import MaxPool2d
 from .upsample import NearestUpsampling
 
-__all__ = ["Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling", "Sequential"]
+__all__ = ["Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling", "Sequential",
+           "Concat", "Residual", "MaxPool2d"]

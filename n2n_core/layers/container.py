@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..module import VJP, Module, empty_like_grad
@@ -90,3 +91,109 @@ class Sequential(Module):
             return x, vjp
         vjp(vjp_loss(x), False)
         return x
+
+
+class Concat(Module):
+    """y = cat([b_1(x), ..., b_k(x)], dim=1): branches side by side along channels.
+
+    vjp: dy is split by channels, each branch's vjp runs on its slice, dx = sum of the branch dx's.
+    With ``Identity`` as a branch this is a U-Net skip connection.
+    """
+
+    fresh_output = True
+
+    def __init__(self, *branches: Module) -> None:
+        super().__init__()
+        if not branches:
+            raise ValueError("Concat: needs at least one branch")
+        for i, m in enumerate(branches):
+            if not isinstance(m, Module):
+                raise ValueError(f"Concat: branch {i} is {type(m).__name__}, not an n2n_core Module")
+        self.branches = list(branches)
+
+    def named_children(self) -> list[tuple[str, Module]]:
+        return [(str(i), m) for i, m in enumerate(self.branches)]
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Concat", "branches": [m.config() for m in self.branches]}
+
+    @classmethod
+    def _from_config(cls, cfg: dict[str, Any]) -> Module:
+        return cls(*(Module.from_config(c) for c in cfg["branches"]))
+
+    def __repr__(self) -> str:
+        return "Concat(" + ", ".join(repr(m) for m in self.branches) + ")"
+
+    def _cat(self, ys: list[Tensor]) -> Tensor:
+        shapes = [tuple(y.shape) for y in ys]
+        if len({(s[0],) + s[2:] for s in shapes}) != 1 or any(len(s) != 4 for s in shapes):
+            raise ValueError(f"Concat: branch outputs must agree in batch and spatial size, got {shapes}")
+        return torch.cat(ys, dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._cat([m(x) for m in self.branches])
+
+    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        outs = [m.forward_and_vjp(x) for m in self.branches]
+        y = self._cat([o[0] for o in outs])
+        splits = [o[0].shape[1] for o in outs]
+        vjps: list[VJP | None] = [o[1] for o in outs]
+        del outs
+
+        def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
+            e = empty_like_grad(dy)
+            dx = None
+            for i, (m, g) in enumerate(zip(self.branches, dy.split(splits, dim=1))):
+                branch_vjp, vjps[i] = vjps[i], None
+                dxi, dw, db = branch_vjp(g, need_input_grad)  # type: ignore[misc]
+                store_grads(m, dw, db)
+                if need_input_grad:
+                    dx = dxi if dx is None else dx + dxi
+            return dx, e, e
+
+        return y, vjp
+
+
+class Residual(Module):
+    """y = x + body(x);  dx = dy + body_vjp(dy)."""
+
+    fresh_output = True
+
+    def __init__(self, body: Module) -> None:
+        super().__init__()
+        if not isinstance(body, Module):
+            raise ValueError(f"Residual: body is {type(body).__name__}, not an n2n_core Module")
+        self.body = body
+
+    def named_children(self) -> list[tuple[str, Module]]:
+        return [("body", self.body)]
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Residual", "body": self.body.config()}
+
+    @classmethod
+    def _from_config(cls, cfg: dict[str, Any]) -> Module:
+        return cls(Module.from_config(cfg["body"]))
+
+    def __repr__(self) -> str:
+        return f"Residual({self.body!r})"
+
+    def _add(self, x: Tensor, h: Tensor) -> Tensor:
+        if h.shape != x.shape:
+            raise ValueError(f"Residual: body output {tuple(h.shape)} differs from input {tuple(x.shape)}")
+        return h + x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._add(x, self.body(x))
+
+    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        h, body_vjp = self.body.forward_and_vjp(x)
+        y = self._add(x, h)
+
+        def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
+            e = empty_like_grad(dy)
+            dh, dw, db = body_vjp(dy, need_input_grad)
+            store_grads(self.body, dw, db)
+            return (dy + dh if need_input_grad else None), e, e
+
+        return y, vjp

@@ -105,10 +105,10 @@ class Conv2d(_ConvBase):
     def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         x4, unbatched = self._prepare(x)
         weight, size = self.weight, (x4.shape[2], x4.shape[3])
-        y, cols = conv2d_forward(x4, weight, self.bias, self.stride, self.padding, self.dilation)
+        y, xp = conv2d_forward(x4, weight, self.bias, self.stride, self.padding, self.dilation)
 
         def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
-            return conv2d_vjp(dy, cols, weight, size, self.stride, self.padding, self.dilation, need_input_grad)
+            return conv2d_vjp(dy, xp, weight, size, self.stride, self.padding, self.dilation, need_input_grad)
 
         return (y[0] if unbatched else y), self._wrap_vjp(vjp, unbatched, x4)
 

@@ -1,5 +1,7 @@
 """Conv2d and TransposeConv2d against torch's convolutions and autograd, over every configuration."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,11 +9,24 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from n2n_core import Conv2d, TransposeConv2d
+import n2n_core.functional.conv as conv_fn
 from n2n_core.functional.conv import conv2d_forward, conv2d_vjp, conv_transpose2d_forward
 
 from .reference import assert_close, autograd_vjp
 
 DTYPES = st.sampled_from([torch.float64, torch.float32])
+CHUNKS = st.sampled_from([5, 40, conv_fn.CHUNK_ELEMENTS])  # tiny blocks exercise the blocked GEMM paths
+
+
+@contextlib.contextmanager
+def chunk_size(n: int):
+    old, conv_fn.CHUNK_ELEMENTS = conv_fn.CHUNK_ELEMENTS, n
+    try:
+        yield
+    finally:
+        conv_fn.CHUNK_ELEMENTS = old
+
+
 pairs = lambda lo, hi: st.tuples(st.integers(lo, hi), st.integers(lo, hi))  # noqa: E731
 
 
@@ -21,7 +36,7 @@ def conv_case(draw):
     lo = [max(1, d[i] * (k[i] - 1) + 1 - 2 * p[i]) for i in range(2)]
     h, w = draw(st.integers(lo[0], lo[0] + 6)), draw(st.integers(lo[1], lo[1] + 6))
     return dict(k=k, s=s, p=p, d=d, hw=(h, w), n=draw(st.integers(1, 3)), cin=draw(st.integers(1, 4)),
-                cout=draw(st.integers(1, 4)), bias=draw(st.booleans()), dtype=draw(DTYPES))
+                cout=draw(st.integers(1, 4)), bias=draw(st.booleans()), dtype=draw(DTYPES), chunk=draw(CHUNKS))
 
 
 @st.composite
@@ -33,11 +48,16 @@ def tconv_case(draw):
     assume(min(out) >= 1)
     return dict(k=k, s=s, p=p, d=d, op=op, hw=(h, w), n=draw(st.integers(1, 3)), cin=draw(st.integers(1, 4)),
                 cout=draw(st.integers(1, 4)), bias=draw(st.booleans()), dtype=draw(DTYPES),
-                method=draw(st.sampled_from(["auto", "gather", "scatter"])))
+                method=draw(st.sampled_from(["auto", "gather", "scatter"])), chunk=draw(CHUNKS))
 
 
 @given(conv_case())
 def test_conv2d_matches_autograd(c):
+    with chunk_size(c["chunk"]):
+        _check_conv2d(c)
+
+
+def _check_conv2d(c):
     m = Conv2d(c["cin"], c["cout"], c["k"], c["s"], c["p"], c["d"], bias=c["bias"]).to(dtype=c["dtype"])
     x = torch.randn(c["n"], c["cin"], *c["hw"], dtype=c["dtype"])
     ref = lambda x, w, b: F.conv2d(x, w, b, c["s"], c["p"], c["d"])  # noqa: E731
@@ -62,6 +82,11 @@ def test_conv2d_matches_autograd(c):
 
 @given(tconv_case())
 def test_transpose_conv2d_matches_autograd(c):
+    with chunk_size(c["chunk"]):
+        _check_transpose_conv2d(c)
+
+
+def _check_transpose_conv2d(c):
     m = TransposeConv2d(c["cin"], c["cout"], c["k"], c["s"], c["p"], c["op"], c["d"], bias=c["bias"])
     m.to(dtype=c["dtype"])
     x = torch.randn(c["n"], c["cin"], *c["hw"], dtype=c["dtype"])

@@ -1,0 +1,106 @@
+"""Named architectures built from n2n_core layers.
+
+    seed      the course's 4-layer strided encoder-decoder (48 channels, sigmoid output)
+    unet      a residual U-Net: per level two 3x3 convs + LeakyReLU(0.1), max-pooling, nearest
+              upsampling, skip connections by concatenation, a 1x1 linear head; y = x + f(x)
+    n2n-unet  the Noise2Noise paper's U-Net (Lehtinen et al. 2018): 5 poolings, 48/96 channels
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .layers import (
+    Concat,
+    Conv2d,
+    Identity,
+    LeakyReLU,
+    MaxPool2d,
+    NearestUpsampling,
+    ReLU,
+    Residual,
+    Sequential,
+    Sigmoid,
+    TransposeConv2d,
+)
+from .module import Module
+
+
+def seed(channels: int = 48) -> Sequential:
+    c = channels
+    return Sequential(
+        Conv2d(3, c, 3, stride=2, padding=1), ReLU(),
+        Conv2d(c, c, 3, stride=2, padding=1), ReLU(),
+        TransposeConv2d(c, c, 3, stride=2, padding=1, output_padding=1), ReLU(),
+        TransposeConv2d(c, 3, 3, stride=2, padding=1, output_padding=1), Sigmoid(),
+    )
+
+
+def _conv_block(cin: int, cout: int) -> list[Module]:
+    return [Conv2d(cin, cout, 3, padding=1), LeakyReLU(0.1), Conv2d(cout, cout, 3, padding=1), LeakyReLU(0.1)]
+
+
+def _unet_level(cin: int, widths: list[int]) -> Sequential:
+    """x (cin ch) -> widths[0] ch at the same resolution; recursion one level down per width."""
+    c = widths[0]
+    if len(widths) == 1:
+        return Sequential(*_conv_block(cin, c))
+    inner = Sequential(MaxPool2d(2), _unet_level(c, widths[1:]), NearestUpsampling(2))
+    return Sequential(
+        *_conv_block(cin, c), Concat(Identity(), inner),
+        Conv2d(c + widths[1], c, 3, padding=1), LeakyReLU(0.1), Conv2d(c, c, 3, padding=1), LeakyReLU(0.1),
+    )
+
+
+def unet(widths: tuple[int, ...] = (32, 48, 64, 64), channels: int = 3) -> Residual:
+    """Residual U-Net with len(widths) - 1 poolings; input sides must be multiples of 2**(len(widths)-1)."""
+    return Residual(Sequential(_unet_level(channels, list(widths)), Conv2d(widths[0], channels, 1)))
+
+
+def n2n_unet(channels: int = 3) -> Sequential:
+    """The Noise2Noise U-Net: enc 48 x 6 with 5 poolings, dec 96, then 64, 32 and a linear 3x3 output."""
+
+    def lrelu() -> LeakyReLU:
+        return LeakyReLU(0.1)
+
+    inner: Module = Sequential(Conv2d(48, 48, 3, padding=1), lrelu())  # enc_conv6 at 1/32
+    inner_out = 48
+    for _ in range(4):  # levels 1/16 .. 1/2: enc_conv{k}, pool, inner, upsample, concat, dec a/b
+        down = Sequential(Conv2d(48, 48, 3, padding=1), lrelu(), MaxPool2d(2), inner, NearestUpsampling(2))
+        inner = Sequential(Concat(Identity(), down), Conv2d(48 + inner_out, 96, 3, padding=1), lrelu(),
+                           Conv2d(96, 96, 3, padding=1), lrelu())
+        inner_out = 96
+    top = Sequential(Conv2d(channels, 48, 3, padding=1), lrelu(), Conv2d(48, 48, 3, padding=1), lrelu(),
+                     MaxPool2d(2), inner, NearestUpsampling(2))
+    return Sequential(Concat(Identity(), top), Conv2d(channels + 96, 64, 3, padding=1), lrelu(),
+                      Conv2d(64, 32, 3, padding=1), lrelu(), Conv2d(32, channels, 3, padding=1))
+
+
+ARCHITECTURES: dict[str, Callable[[], Module]] = {
+    "seed": seed,
+    "tiny": lambda: unet((8, 8)),
+    "fast": lambda: unet((16, 24, 32)),
+    "unet-s": lambda: unet((32, 48, 64, 64)),
+    "unet": lambda: unet((48, 64, 96, 96, 128)),
+    "n2n-unet": n2n_unet,
+}
+
+
+def build(name: str, **kwargs: Any) -> Module:
+    """A fresh model of the named architecture (see ``ARCHITECTURES``)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name](**kwargs)
+
+
+def size_multiple(model: Module) -> int:
+    """Input sides must be multiples of this: the product of every pooling and conv stride factor."""
+    f = 1
+    for m in model.modules():
+        if isinstance(m, MaxPool2d):
+            f *= math.lcm(*m.kernel_size)
+        elif isinstance(m, Conv2d):
+            f *= math.lcm(*m.stride)
+    return f
