@@ -82,7 +82,7 @@ ARCHITECTURES: dict[str, Callable[[], Module]] = {
     "seed": seed,
     "tiny": lambda: unet((8, 8)),
     "fast": lambda: unet((16, 24, 32)),
-    "unet-s": lambda: unet((32, 48, 64, 64)),
+    "unet-s": lambda: unet((32, 32, 32, 32)),
     "unet": lambda: unet((48, 64, 96, 96, 128)),
     "n2n-unet": n2n_unet,
 }

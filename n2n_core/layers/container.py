@@ -11,6 +11,14 @@ from torch import Tensor
 from ..module import VJP, Module, empty_like_grad
 
 
+def training_form(module: Module, x: Tensor, vjp_loss: Callable[[Tensor], Tensor]) -> Tensor:
+    """Forward, dL/dy = vjp_loss(y), vjps in reverse storing every parameter gradient; returns y."""
+    y, vjp = module.forward_and_vjp(x)
+    _, dw, db = vjp(vjp_loss(y), False)
+    store_grads(module, dw, db)
+    return y
+
+
 def store_grads(m: Module, dw: Tensor, db: Tensor) -> None:
     """Keep a child's parameter gradients where optimizers read them."""
     if m.weight is not None:
@@ -133,7 +141,9 @@ class Concat(Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._cat([m(x) for m in self.branches])
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
+        if vjp_loss is not None:
+            return training_form(self, x, vjp_loss)
         outs = [m.forward_and_vjp(x) for m in self.branches]
         y = self._cat([o[0] for o in outs])
         splits = [o[0].shape[1] for o in outs]
@@ -186,7 +196,9 @@ class Residual(Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._add(x, self.body(x))
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
+        if vjp_loss is not None:
+            return training_form(self, x, vjp_loss)
         h, body_vjp = self.body.forward_and_vjp(x)
         y = self._add(x, h)
 

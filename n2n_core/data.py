@@ -1,0 +1,287 @@
+"""Training data: sources of Noise2Noise pairs and the background batch loader.
+
+Sources (``open_dataset``):
+  (a) a folder of clean images + a noise model: two independent draws on the same patch;
+  (b) a folder with ``A/`` and ``B/`` of noisy pairs with matching file names;
+  (c) the course format: a ``.pkl``/``.pt`` tuple (noisy, noisy) of uint8 N x 3 x H x W tensors;
+  (d) ``builtin``: the colour photographs scikit-image ships (works on a fresh machine).
+
+Batch ``i`` is drawn from a generator seeded with (seed, i) alone, so a run resumed at step i
+sees exactly the batches it would have seen, whatever thread made them.
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .noise import Gaussian, NoiseModel, quantize8
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+BUILTIN_TRAIN = ["astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left",
+                 "coffee"]
+BUILTIN_VAL = ["chelsea", "motorcycle_right"]
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_rgb8(path: str | Path) -> np.ndarray:
+    """An image file as uint8 (H, W, 3) RGB."""
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+
+
+def builtin_images(names: list[str]) -> list[np.ndarray]:
+    """scikit-image's bundled colour photographs, as uint8 (H, W, 3)."""
+    import skimage.data as sd
+
+    out = []
+    for name in names:
+        if name.startswith("motorcycle_"):
+            left, right, _ = sd.stereo_motorcycle()
+            out.append(left if name.endswith("left") else right)
+        else:
+            out.append(getattr(sd, name)()[..., :3])
+    return [np.ascontiguousarray(a, dtype=np.uint8) for a in out]
+
+
+def to_tensor(img: np.ndarray) -> Tensor:
+    """uint8 (H, W, C) -> float32 (C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+
+
+def _augment(t: Tensor, k: int, flip: bool) -> Tensor:
+    t = torch.rot90(t, k, dims=(-2, -1))
+    return t.flip(-1) if flip else t
+
+
+def _crop_positions(shapes: list[tuple[int, int]], batch: int, patch: int, gen: torch.Generator):
+    """(image index, top, left, rotation, flip) for each sample of a batch."""
+    idx = torch.randint(len(shapes), (batch,), generator=gen).tolist()
+    out = []
+    for i in idx:
+        h, w = shapes[i]
+        top = int(torch.randint(h - patch + 1, (1,), generator=gen))
+        left = int(torch.randint(w - patch + 1, (1,), generator=gen))
+        out.append((i, top, left, int(torch.randint(4, (1,), generator=gen)), bool(torch.randint(2, (1,), generator=gen))))
+    return out
+
+
+class PairSource:
+    """Base: ``batch(step, seed, size, patch)`` -> (input, target), float32 (B, 3, P, P)."""
+
+    name = "pairs"
+
+    def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+class CleanImages(PairSource):
+    """Clean photographs + a noise model: input and target are independent noisy draws of one patch.
+
+    With ``quantize_input`` the input is stored as an 8-bit file would be (rounded, clipped), as
+    users send it; the target stays unclipped so that its noise keeps zero mean.
+    """
+
+    def __init__(self, images: list[np.ndarray], noise: NoiseModel, quantize_input: bool = True, name: str = "") -> None:
+        if not images:
+            raise ValueError("no training images")
+        self.images = [torch.from_numpy(np.ascontiguousarray(a)) for a in images]
+        self.noise, self.quantize_input, self.name = noise, quantize_input, name or "images"
+
+    def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        shapes = [(a.shape[0], a.shape[1]) for a in self.images]
+        usable = [i for i, (h, w) in enumerate(shapes) if min(h, w) >= patch]
+        if not usable:
+            raise ValueError(f"every training image is smaller than the patch size {patch}")
+        crops = []
+        for i, top, left, k, flip in _crop_positions([shapes[i] for i in usable], size, patch, gen):
+            img = self.images[usable[i]][top : top + patch, left : left + patch]
+            crops.append(_augment(img.permute(2, 0, 1), k, flip))
+        clean = torch.stack(crops).float().div_(255)
+        inp, tgt = self.noise(clean, gen), self.noise(clean, gen)
+        if self.quantize_input:
+            inp = quantize8(inp)
+        return inp, tgt
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self.images)} clean images, noise {self.noise.spec()})"
+
+
+class NoisyPairs(PairSource):
+    """Aligned noisy pairs (A, B) of uint8 (H, W, 3) arrays; A is the input, B the target (swapped at random)."""
+
+    def __init__(self, a: list[np.ndarray], b: list[np.ndarray], name: str = "pairs") -> None:
+        if not a or len(a) != len(b):
+            raise ValueError(f"need matching non-empty pair lists, got {len(a)} and {len(b)}")
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x.shape != y.shape:
+                raise ValueError(f"pair {i}: A is {x.shape} but B is {y.shape}")
+        self.a = [torch.from_numpy(np.ascontiguousarray(x)) for x in a]
+        self.b = [torch.from_numpy(np.ascontiguousarray(y)) for y in b]
+        self.name = name
+
+    def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        shapes = [(x.shape[0], x.shape[1]) for x in self.a]
+        patch = min(patch, *(min(s) for s in shapes))
+        ins, tgts = [], []
+        for i, top, left, k, flip in _crop_positions(shapes, size, patch, gen):
+            pa = _augment(self.a[i][top : top + patch, left : left + patch].permute(2, 0, 1), k, flip)
+            pb = _augment(self.b[i][top : top + patch, left : left + patch].permute(2, 0, 1), k, flip)
+            if torch.rand(1, generator=gen).item() < 0.5:
+                pa, pb = pb, pa
+            ins.append(pa)
+            tgts.append(pb)
+        return torch.stack(ins).float().div_(255), torch.stack(tgts).float().div_(255)
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self.a)} noisy pairs)"
+
+
+@dataclass
+class Dataset:
+    """What training needs: a pair source and held-out (noisy, clean) images for validation PSNR."""
+
+    train: PairSource
+    val: list[tuple[Tensor, Tensor]]  # (noisy, clean), each (3, H, W) float in [0, 1]
+
+
+def synthetic_val(images: list[np.ndarray], noise: NoiseModel, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    """Held-out clean images with fixed-seed noise, stored as 8-bit (the shipped-weights protocol)."""
+    out = []
+    for i, img in enumerate(images):
+        clean = to_tensor(img)
+        gen = torch.Generator().manual_seed(seed + i)
+        out.append((quantize8(noise(clean[None], gen))[0], clean))
+    return out
+
+
+def load_tensor_pairs(path: str | Path) -> tuple[Tensor, Tensor]:
+    """The course format: a pickled tuple of two uint8 tensors N x 3 x H x W (.pkl or .pt)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".pkl":
+            with open(path, "rb") as f:
+                obj = pickle.load(f)  # noqa: S301 - the course's own format; only load files you trust
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to unpickle is a bad file
+        raise ValueError(f"cannot read {path}: {e}") from None
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(t, Tensor) for t in obj)):
+        raise ValueError(f"{path} must hold a tuple of two tensors (N x 3 x H x W)")
+    a, b = obj
+    if a.shape != b.shape or a.dim() != 4 or a.shape[1] != 3:
+        raise ValueError(f"{path}: expected two N x 3 x H x W tensors, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return a, b
+
+
+def _as_float(t: Tensor) -> Tensor:
+    return t.float().div(255) if t.dtype == torch.uint8 else t.float().div(255 if t.max() > 1.5 else 1)
+
+
+def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | None = None, seed: int = 0,
+                 val_count: int = 4) -> Dataset:
+    """``builtin`` | a folder of clean images | a folder with A/ and B/ | a course .pkl/.pt file."""
+    noise = noise or Gaussian(25.0)
+    if spec == "builtin":
+        ds = Dataset(CleanImages(builtin_images(BUILTIN_TRAIN), noise, name="builtin"),
+                     synthetic_val(builtin_images(BUILTIN_VAL), noise, seed))
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise ValueError(f"no dataset at {spec!r}: give 'builtin', a folder of images, a folder with A/ and B/, "
+                             "or a .pkl/.pt file")
+        if path.is_file():
+            a, b = load_tensor_pairs(path)
+            hwc = lambda t: [x.permute(1, 2, 0).contiguous().numpy() for x in t]  # noqa: E731
+            ds = Dataset(NoisyPairs(hwc(a), hwc(b), name=path.name), [])
+        elif (path / "A").is_dir() and (path / "B").is_dir():
+            names = sorted({p.name for p in list_images(path / "A")} & {p.name for p in list_images(path / "B")})
+            if not names:
+                raise ValueError(f"{path}: A/ and B/ share no image file names")
+            ds = Dataset(NoisyPairs([load_rgb8(path / "A" / n) for n in names],
+                                    [load_rgb8(path / "B" / n) for n in names], name=path.name), [])
+        else:
+            files = list_images(path)
+            if not files:
+                raise ValueError(f"{path} holds no images (png, jpg, tif, webp, bmp)")
+            images = [load_rgb8(f) for f in files]
+            hold = min(val_count, len(images) // 5) if val_spec is None else 0
+            ds = Dataset(CleanImages(images[hold:], noise, name=path.name), synthetic_val(images[:hold], noise, seed))
+    if val_spec is not None:
+        ds.val = open_validation(val_spec, noise, seed)
+    return ds
+
+
+def open_validation(spec: str, noise: NoiseModel, seed: int = 0, limit: int | None = None) -> list[tuple[Tensor, Tensor]]:
+    """(noisy, clean) pairs: a course .pkl/.pt (noisy, clean), or clean images (folder / builtin) + noise."""
+    if spec == "builtin":
+        return synthetic_val(builtin_images(BUILTIN_VAL), noise, seed)
+    path = Path(spec)
+    if path.is_file():
+        noisy, clean = load_tensor_pairs(path)
+        pairs = [(_as_float(n), _as_float(c)) for n, c in zip(noisy, clean)]
+        return pairs[:limit] if limit else pairs
+    if not path.is_dir():
+        raise ValueError(f"no validation data at {spec!r}")
+    files = list_images(path)[:limit] if limit else list_images(path)
+    return synthetic_val([load_rgb8(f) for f in files], noise, seed)
+
+
+class BatchLoader:
+    """Produces batches for steps [start, stop) on a background thread, a few steps ahead."""
+
+    def __init__(self, source: PairSource, seed: int, batch_size: int, patch: int, start: int, stop: int,
+                 prefetch: int = 4) -> None:
+        self.source, self.seed, self.batch_size, self.patch = source, seed, batch_size, patch
+        self.start, self.stop = start, stop
+        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._work, daemon=True, name="n2n-batches")
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            for step in range(self.start, self.stop):
+                item = (step, *self.source.batch(step, self.seed, self.batch_size, self.patch))
+                while not self._halt.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._halt.is_set():
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._queue.put(e)
+
+    def __iter__(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        for _ in range(self.start, self.stop):
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._halt.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,247 @@
+"""The Noise2Noise trainer: loop, learning-rate schedule, validation, checkpoints, resume, progress, cancel.
+
+Checkpoints are safetensors files (model tensors under ``model.``, optimizer buffers under
+``optim.``) with the step, configuration and history as JSON metadata, written atomically. The
+data order depends only on (seed, step), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_write, atomic_write_text
+from .data import BatchLoader, Dataset
+from .infer import denoise
+from .loss import MSE
+from .metrics import psnr
+from .models import build
+from .module import Module
+from .optim import SGD, Adam, Optimizer
+from .serialize import save
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "unet-s"
+    steps: int = 10_000
+    batch_size: int = 16
+    patch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # adam | sgd
+    schedule: str = "cosine-tail"  # cosine-tail | cosine | constant
+    tail: float = 0.3  # fraction of steps in the cosine tail
+    warmup: int = 0
+    val_every: int = 500
+    checkpoint_every: int = 500
+    val_images: int = 4
+    seed: int = 0
+    device: str = "auto"
+    noise: str = "gaussian:25"
+    data: str = "builtin"
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.patch_size < 8:
+            raise ValueError("steps and batch_size must be >= 1 and patch_size >= 8")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.optimizer not in ("adam", "sgd") or self.schedule not in ("cosine-tail", "cosine", "constant"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r} or schedule {self.schedule!r}")
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then constant until the tail, then cosine decay to 1% of the base rate."""
+    base = cfg.learning_rate
+    if cfg.warmup and step < cfg.warmup:
+        return base * (step + 1) / cfg.warmup
+    start = {"constant": cfg.steps, "cosine": 0, "cosine-tail": int(cfg.steps * (1 - cfg.tail))}[cfg.schedule]
+    if step < start:
+        return base
+    frac = (step - start) / max(1, cfg.steps - start)
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    status: str  # succeeded | cancelled
+    step: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    weights: str | None = None
+    seconds: float = 0.0
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Trainer:
+    """Trains ``build(cfg.arch)`` on ``data`` and writes ``out`` (+ .ckpt, .history.json, .history.png).
+
+    progress(info) is called at least every ``progress_seconds`` with step, total, fraction, loss,
+    lr, val_psnr and elapsed; should_stop() is polled every step and ends the run as cancelled
+    after a checkpoint.
+    """
+
+    def __init__(self, cfg: TrainConfig, data: Dataset, out: str | Path, progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None, progress_seconds: float = 1.0,
+                 model: Module | None = None) -> None:
+        cfg.validate()
+        self.cfg, self.data, self.out = cfg, data, Path(out)
+        self.progress, self.should_stop = progress, should_stop or (lambda: False)
+        self.progress_seconds = progress_seconds
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model = (model or build(cfg.arch)).to(self.device)
+        self.optim: Optimizer = (Adam(self.model, cfg.learning_rate) if cfg.optimizer == "adam"
+                                 else SGD(self.model, cfg.learning_rate, momentum=0.9))
+        self.history: list[dict[str, Any]] = []
+        self.step = 0
+        self.elapsed = 0.0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out.with_suffix(".ckpt.safetensors")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        osd = self.optim.state_dict()
+        tensors.update({f"optim.{k}": v.detach().cpu().contiguous() for k, v in osd["buffers"].items()})
+        meta = {"step": str(self.step), "elapsed": str(self.elapsed), "optim_steps": str(osd["steps"]),
+                "config": json.dumps(asdict(self.cfg)), "history": json.dumps(self.history)}
+        atomic_write(self.checkpoint_path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+    def load_checkpoint(self) -> bool:
+        path = self.checkpoint_path
+        if not path.exists():
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        saved = json.loads(meta["config"])
+        for key in ("arch", "batch_size", "patch_size", "seed", "noise", "data"):
+            if saved.get(key) != getattr(self.cfg, key):
+                raise ValueError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, not "
+                                 f"{getattr(self.cfg, key)!r}; delete it or use the same settings")
+        tensors = load_file(str(path))
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.optim.load_state_dict({"steps": int(meta["optim_steps"]), "lr": self.cfg.learning_rate,
+                                    "buffers": {k[6:]: v.to(self.device) for k, v in tensors.items()
+                                                if k.startswith("optim.")}})
+        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        self.history = json.loads(meta["history"])
+        return True
+
+    # -- evaluation --------------------------------------------------------------------------
+    def validate(self) -> float | None:
+        pairs = self.data.val[: self.cfg.val_images]
+        if not pairs:
+            return None
+        scores = [psnr(denoise(self.model, noisy.to(self.device)).cpu(), clean) for noisy, clean in pairs]
+        return sum(scores) / len(scores)
+
+    def _report(self, **info: Any) -> None:
+        if self.progress is not None:
+            total = self.cfg.steps
+            self.progress({"step": self.step, "total": total, "fraction": self.step / total, **info})
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, resume: bool = True) -> TrainResult:
+        cfg = self.cfg
+        if resume and self.load_checkpoint():
+            self._report(loss=None, resumed=True, elapsed=self.elapsed)
+        loss_fn = MSE()
+        loader = BatchLoader(self.data.train, cfg.seed, cfg.batch_size, cfg.patch_size, self.step, cfg.steps)
+        t_start, last_report = time.perf_counter() - self.elapsed, 0.0
+        window: list[float] = []
+        status = "succeeded"
+        try:
+            for step, inp, tgt in loader:
+                if self.should_stop():
+                    status = "cancelled"
+                    break
+                inp, tgt = inp.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
+                self.optim.lr = learning_rate(cfg, step)
+                y = self.model.forward_and_vjp(inp, lambda y: loss_fn.vjp(y, tgt))
+                self.optim.step()
+                window.append(loss_fn(y, tgt).item())
+                self.step = step + 1
+                self.elapsed = time.perf_counter() - t_start
+                val = None
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    val = self.validate()
+                    self.history.append({"step": self.step, "loss": sum(window) / len(window), "val_psnr": val,
+                                         "lr": self.optim.lr, "seconds": round(self.elapsed, 2)})
+                    window = []
+                now = time.perf_counter()
+                if val is not None or now - last_report >= self.progress_seconds or self.step == cfg.steps:
+                    last_report = now
+                    self._report(loss=window[-1] if window else self.history[-1]["loss"], lr=self.optim.lr,
+                                 val_psnr=val if val is not None else self._last_val(), elapsed=self.elapsed)
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            loader.close()
+        self.elapsed = time.perf_counter() - t_start
+        if window:
+            self.history.append({"step": self.step, "loss": sum(window) / len(window), "val_psnr": None,
+                                 "lr": self.optim.lr, "seconds": round(self.elapsed, 2)})
+        self.save_checkpoint()
+        result = TrainResult(status, self.step, self.history, seconds=self.elapsed)
+        if status == "succeeded":
+            result.weights = str(self.write_outputs())
+        return result
+
+    def _last_val(self) -> float | None:
+        vals = [h["val_psnr"] for h in self.history if h.get("val_psnr") is not None]
+        return vals[-1] if vals else None
+
+    def write_outputs(self) -> Path:
+        """Final weights (with training metadata), the history JSON and its plot."""
+        meta = {"config": asdict(self.cfg), "steps": self.step, "seconds": round(self.elapsed, 1),
+                "device": str(self.device), "val_psnr": self._last_val(), "parameters": self.model.num_parameters(),
+                "data": self.data.train.describe()}
+        save(self.model, self.out, metadata=meta)
+        hist = self.out.with_suffix(".history.json")
+        atomic_write_text(hist, json.dumps({"meta": meta, "history": self.history}, indent=1))
+        plot_history(self.history, self.out.with_suffix(".history.png"))
+        return self.out
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss and validation PSNR against step, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["loss"] for h in history], color="tab:blue", label="training loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (MSE to noisy target)", color="tab:blue")
+    ax.set_yscale("log")
+    vals = [(h["step"], h["val_psnr"]) for h in history if h.get("val_psnr") is not None]
+    if vals:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*vals), color="tab:orange", marker="o", label="validation PSNR")
+        ax2.set_ylabel("validation PSNR (dB)", color="tab:orange")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
