@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .images import Picture, from_rgb, to_rgb
 from .layers import Concat, Conv2d, MaxPool2d, NearestUpsampling, Residual, Sequential, TransposeConv2d
 from .models import size_multiple
 from .module import Module
@@ -111,3 +112,9 @@ def denoise(model: Module, image: Tensor | list[Tensor], tile: int = 512, batch_
                 out[..., top : top + bh, left : left + bw] = piece[..., top - t0 : top - t0 + bh,
                                                                     left - l0 : left - l0 + bw].clamp_(0, 1)
     return out[0] if single else out
+
+
+def denoise_picture(model: Module, pic: Picture, tile: int = 512, device: torch.device | str | None = None) -> Picture:
+    """Denoise a decoded picture, keeping its size, mode, alpha and bit depth (grey runs channel-replicated)."""
+    out = denoise(model, to_rgb(pic.pixels), tile=tile, device=device)
+    return pic.with_pixels(from_rgb(out, pic.pixels.shape[0]))  # type: ignore[arg-type]

@@ -1,0 +1,246 @@
+"""The ``n2n`` command: train, eval, denoise, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _progress_bar(total: int, desc: str, unit: str = "step"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None)
+
+
+def _load_model(weights: str | None, device: str):
+    from .serialize import load_with_metadata
+    from .train import resolve_device
+    from .weights import resolve
+
+    path = resolve(weights)
+    model, meta = load_with_metadata(path, device=resolve_device(device))
+    return model, meta, path
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import open_dataset
+    from .noise import parse_noise
+    from .train import TrainConfig, Trainer
+
+    cfg = TrainConfig(arch=args.arch, steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
+                      learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
+                      device=args.device, noise=args.noise, data=args.data, val_every=args.val_every,
+                      checkpoint_every=args.checkpoint_every)
+    cfg.validate()
+    noise = parse_noise(args.noise)
+    data = open_dataset(args.data, noise, val_spec=args.val, seed=args.seed)
+    bar = _progress_bar(cfg.steps, f"train {cfg.arch}")
+
+    def progress(info: dict[str, Any]) -> None:
+        bar.n = info["step"]
+        post = {"loss": f"{info['loss']:.4g}" if info.get("loss") is not None else "-"}
+        if info.get("val_psnr") is not None:
+            post["val"] = f"{info['val_psnr']:.2f}dB"
+        bar.set_postfix(post, refresh=True)
+
+    print(f"training {cfg.arch} on {data.train.describe()}, {len(data.val)} validation images", file=sys.stderr)
+    trainer = Trainer(cfg, data, args.out, progress=progress, progress_seconds=0.5)
+    if not args.resume and trainer.checkpoint_path.exists():
+        trainer.checkpoint_path.unlink()
+    try:
+        result = trainer.run(resume=args.resume)
+    finally:
+        bar.close()
+    write_card(Path(args.out), trainer)
+    last = result.history[-1] if result.history else {}
+    print(json.dumps({"status": result.status, "steps": result.step, "weights": result.weights,
+                      "seconds": round(result.seconds, 1), "val_psnr": last.get("val_psnr")}))
+    return 0
+
+
+def write_card(weights: Path, trainer: Any) -> Path:
+    """weights/NAME.json: architecture, parameters, training set-up and (later) measured metrics."""
+    from dataclasses import asdict
+
+    from .atomic import atomic_write_text
+
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    cfg = asdict(trainer.cfg)
+    card.update({
+        "name": weights.stem,
+        "architecture": cfg["arch"],
+        "parameters": trainer.model.num_parameters(),
+        "training": {"data": cfg["data"], "noise": cfg["noise"], "steps": trainer.step,
+                     "batch_size": cfg["batch_size"], "patch_size": cfg["patch_size"],
+                     "learning_rate": cfg["learning_rate"], "schedule": cfg["schedule"], "optimizer": cfg["optimizer"],
+                     "seed": cfg["seed"], "wall_seconds": round(trainer.elapsed, 1), "device": str(trainer.device),
+                     "targets": "noisy (Noise2Noise): no clean image was used for training"},
+    })
+    card.setdefault("metrics", [])
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def evaluate(model: Any, pairs: list, bar_desc: str = "eval") -> dict[str, Any]:
+    """Mean PSNR/SSIM of noisy input and of the model's output over (noisy, clean) pairs."""
+    from .infer import denoise
+    from .metrics import psnr, ssim
+
+    rows = []
+    bar = _progress_bar(len(pairs), bar_desc, unit="img")
+    for noisy, clean in pairs:
+        t0 = time.perf_counter()
+        out = denoise(model, noisy)
+        dt = time.perf_counter() - t0
+        rows.append({"noisy_psnr": psnr(noisy, clean), "psnr": psnr(out, clean), "ssim": ssim(out, clean),
+                     "seconds": dt})
+        bar.update(1)
+    bar.close()
+    n = max(1, len(rows))
+    mean = {k: sum(r[k] for r in rows) / n for k in ("noisy_psnr", "psnr", "ssim", "seconds")}
+    return {"images": len(rows), **mean, "per_image": rows}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import open_validation
+    from .noise import parse_noise
+
+    model, _, path = _load_model(args.weights, args.device)
+    pairs = open_validation(args.data, parse_noise(args.noise), seed=args.seed, limit=args.limit)
+    if not pairs:
+        raise ValueError(f"no evaluation images in {args.data!r}")
+    res = evaluate(model, pairs)
+    res.update({"weights": str(path), "data": args.data, "noise": args.noise, "protocol": "8-bit noisy input"})
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "per_image" or args.per_image}, indent=2))
+    else:
+        print(f"{res['images']} images  noisy {res['noisy_psnr']:.2f} dB  ->  denoised PSNR {res['psnr']:.2f} dB"
+              f"  SSIM {res['ssim']:.4f}  ({res['seconds']:.2f} s/image)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- denoise
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from . import images
+    from .infer import denoise_picture
+
+    inputs = [Path(p) for p in args.inputs]
+    for p in inputs:  # fail before any work on a bad path
+        if not p.is_file():
+            raise ValueError(f"no such file: {p}")
+    pictures = [(p, images.read(p)) for p in inputs]
+    model, _, _ = _load_model(args.weights, args.device)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bar = _progress_bar(len(pictures), "denoise", unit="img")
+    for p, pic in pictures:
+        dst = out_dir / f"{p.stem}.png"
+        images.write(dst, denoise_picture(model, pic, tile=args.tile))
+        bar.update(1)
+        bar.write(str(dst))
+    bar.close()
+    return 0
+
+
+# ----------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    if args.weights:
+        os.environ["N2N_WEIGHTS"] = args.weights
+    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="n2n", description="Noise2Noise denoising: train, evaluate, denoise, serve.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a denoiser on noisy pairs", description="Train a Noise2Noise denoiser.")
+    t.add_argument("--data", default="builtin", help="builtin | folder of clean images | folder with A/ and B/ | "
+                   "course .pkl/.pt (default: builtin)")
+    t.add_argument("--val", default=None, help="validation data: folder of clean images, builtin, or a course "
+                   ".pkl/.pt of (noisy, clean)")
+    t.add_argument("--noise", default="gaussian:25", help="gaussian:25 | gaussian:0-50 | poisson:30 | impulse:0.2")
+    t.add_argument("--arch", default="unet-s", help="architecture (seed, tiny, fast, unet-s, unet, n2n-unet)")
+    t.add_argument("--steps", type=int, default=10_000)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--patch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    t.add_argument("--schedule", default="cosine-tail", choices=["cosine-tail", "cosine", "constant"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    t.add_argument("--val-every", type=int, default=500)
+    t.add_argument("--checkpoint-every", type=int, default=500)
+    t.add_argument("--no-resume", dest="resume", action="store_false", help="ignore an existing checkpoint")
+    t.add_argument("--out", required=True, help="weights file to write, e.g. weights/mine.safetensors")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="PSNR and SSIM on clean images with synthetic noise",
+                       description="Add noise (8-bit, fixed seed) to clean images, denoise, report PSNR and SSIM.")
+    e.add_argument("--data", required=True, help="folder of clean images | builtin | course .pkl/.pt (noisy, clean)")
+    e.add_argument("--noise", default="gaussian:25")
+    e.add_argument("--weights", default=None, help="weights file or shipped model name (default: the default model)")
+    e.add_argument("--limit", type=int, default=None, help="evaluate on the first N images only")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--per-image", action="store_true", help="with --json, include per-image figures")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("denoise", help="denoise image files into a folder",
+                       description="Denoise images (PNG/JPEG/TIFF/WebP; grey, RGB, RGBA, 16-bit) to DIR/<stem>.png.")
+    d.add_argument("inputs", nargs="+", metavar="IN")
+    d.add_argument("--output-dir", "-o", required=True, metavar="DIR")
+    d.add_argument("--weights", default=None)
+    d.add_argument("--device", default="auto")
+    d.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    d.set_defaults(func=cmd_denoise)
+
+    s = sub.add_parser("serve", help="start the HTTP service", description="Start the n2n REST service.")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--weights", default=None, help="model to load at start (default: the shipped default)")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_grad_enabled(False)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("n2n: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:
+        print(f"n2n: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

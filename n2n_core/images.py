@@ -1,0 +1,181 @@
+"""Image files <-> float pixels, keeping what users care about: size, mode, alpha and bit depth.
+
+``decode`` reads PNG/JPEG/TIFF/WebP/BMP bytes (EXIF orientation applied) into a ``Picture``;
+``encode`` writes it back. 16-bit PNG/TIFF keep 16 bits (OpenCV decodes them; Pillow would drop
+to 8 bits for RGB). The alpha channel is carried through untouched.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP"}
+OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff"}
+
+
+class ImageError(ValueError):
+    """Bytes that are not a readable image of a supported format."""
+
+
+@dataclass
+class Picture:
+    """pixels: float32 (C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB); alpha: (H, W) in the file's dtype."""
+
+    pixels: Tensor
+    alpha: np.ndarray | None
+    bits: int  # 8 or 16
+    format: str
+
+    @property
+    def mode(self) -> str:
+        base = "L" if self.pixels.shape[0] == 1 else "RGB"
+        return base + ("A" if self.alpha is not None else "")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.pixels.shape[2], self.pixels.shape[1]
+
+    def with_pixels(self, pixels: Tensor) -> Picture:
+        return replace(self, pixels=pixels)
+
+
+def probe(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) from the header alone, without decoding pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, (w, h) = im.format, im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"not a readable image: {e}") from None
+    if fmt not in FORMATS:
+        raise ImageError(f"unsupported image format {fmt}; use PNG, JPEG, TIFF, WebP or BMP")
+    return fmt, w, h
+
+
+def _is_16bit(data: bytes, fmt: str, mode: str) -> bool:
+    if fmt == "PNG" and len(data) > 24:
+        return data[24] == 16  # IHDR bit depth
+    return mode.startswith("I;16") or (fmt == "TIFF" and mode in ("I", "I;16", "I;16B", "I;16L"))
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an (H, W[, C]) array."""
+    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, 1)[::-1],
+           8: lambda x: np.rot90(x, 1)}
+    return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
+
+
+def _from_array(a: np.ndarray, bits: int, fmt: str) -> Picture:
+    """(H, W), (H, W, 2|3|4) integer array -> Picture."""
+    scale = 65535.0 if bits == 16 else 255.0
+    if a.ndim == 2:
+        a = a[:, :, None]
+    alpha = None
+    if a.shape[2] in (2, 4):
+        alpha, a = a[:, :, -1].copy(), a[:, :, :-1]
+    pixels = torch.from_numpy(np.ascontiguousarray(a).astype(np.float32) / scale).permute(2, 0, 1).contiguous()
+    return Picture(pixels, alpha, bits, fmt)
+
+
+def _decode_16bit(data: bytes, fmt: str, orientation: int) -> Picture:
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise ImageError(f"cannot decode this 16-bit {fmt} image")
+    if a.ndim == 3:  # OpenCV gives BGR(A)
+        a = a[:, :, [2, 1, 0, 3][: a.shape[2]]] if a.shape[2] in (3, 4) else a
+    if a.dtype != np.uint16:
+        return _from_array(_orient(a, orientation), 8, fmt)
+    return _from_array(_orient(a, orientation), 16, fmt)
+
+
+def decode(data: bytes) -> Picture:
+    """Image bytes -> Picture. Raises ImageError for anything unreadable or unsupported."""
+    fmt, _, _ = probe(data)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            orientation = im.getexif().get(274, 1) if hasattr(im, "getexif") else 1
+            if _is_16bit(data, fmt, im.mode):
+                return _decode_16bit(data, fmt, orientation)
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("1", "L", "P", "PA", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F", "La", "RGBa"):
+                has_alpha = im.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
+                    im.mode == "P" and "transparency" in im.info)
+                grey = im.mode in ("1", "L", "LA", "La", "I", "F")
+                target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
+                if im.mode in ("I", "F"):
+                    arr = np.clip(np.asarray(im, dtype=np.float64), 0, 255).astype(np.uint8)
+                    return _from_array(arr, 8, fmt)
+                return _from_array(np.array(im.convert(target)), 8, fmt)
+            return _from_array(np.array(im.convert("RGB")), 8, fmt)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot decode this {fmt} image: {e}") from None
+
+
+def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
+    """Picture -> bytes. PNG and TIFF keep 16 bits; JPEG and WebP are 8-bit (JPEG drops alpha)."""
+    fmt = OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
+    if fmt not in MEDIA_TYPES:
+        raise ImageError(f"unsupported output format {fmt!r}; use png, jpeg, webp or tiff")
+    keep16 = pic.bits == 16 and fmt in ("PNG", "TIFF")
+    scale = 65535.0 if keep16 else 255.0
+    dtype = np.uint16 if keep16 else np.uint8
+    px = (pic.pixels.clamp(0, 1) * scale).round_().permute(1, 2, 0).cpu().numpy().astype(dtype)
+    alpha = pic.alpha
+    if alpha is not None:
+        if alpha.dtype != dtype:  # 16-bit alpha written to an 8-bit format, or the reverse
+            alpha = (alpha.astype(np.float64) * (scale / (65535.0 if alpha.dtype == np.uint16 else 255.0))).round()
+        px = np.concatenate([px, alpha.astype(dtype)[:, :, None]], axis=2)
+    if fmt == "JPEG" and alpha is not None:
+        px = px[:, :, :-1]
+    if px.shape[2] == 1:
+        px = px[:, :, 0]
+    if keep16:
+        import cv2
+
+        a = px if px.ndim == 2 else px[:, :, [2, 1, 0, 3][: px.shape[2]]]
+        ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", a)
+        if not ok:
+            raise ImageError("cannot encode 16-bit image")
+        return buf.tobytes()
+    out = io.BytesIO()
+    im = Image.fromarray(px)
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    im.save(out, format=fmt, **kwargs)
+    return out.getvalue()
+
+
+def read(path: str | Path) -> Picture:
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"no such file: {path}")
+    return decode(path.read_bytes())
+
+
+def write(path: str | Path, pic: Picture) -> Path:
+    from .atomic import atomic_write_bytes
+
+    path = Path(path)
+    return atomic_write_bytes(path, encode(pic, path.suffix.lstrip(".") or "png"))
+
+
+def to_rgb(pixels: Tensor) -> Tensor:
+    """(1|3, H, W) -> (3, H, W): grey images go through an RGB model channel-replicated."""
+    return pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
+
+
+def from_rgb(rgb: Tensor, channels: int) -> Tensor:
+    """Back to the picture's channel count (grey = mean of the three outputs)."""
+    return rgb.mean(0, keepdim=True) if channels == 1 else rgb

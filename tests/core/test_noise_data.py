@@ -1,0 +1,112 @@
+"""Noise models and data sources."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from n2n_core.data import BatchLoader, CleanImages, NoisyPairs, open_dataset, open_validation
+from n2n_core.noise import Bernoulli, Gaussian, Impulse, Poisson, noise_from_dict, noise_to_dict, parse_noise, quantize8
+
+
+def test_parse_noise_specs_roundtrip():
+    for spec in ["gaussian:25", "gaussian:0-50", "poisson:30", "impulse:0.2", "bernoulli:0.5"]:
+        n = parse_noise(spec)
+        assert n.spec() == spec
+        assert noise_from_dict(noise_to_dict(n)) == n
+    for bad in ["gaussian:-1", "poisson:0", "impulse:2", "salt", "gaussian:abc", "gaussian:50-10"]:
+        with pytest.raises(ValueError):
+            parse_noise(bad)
+
+
+def test_noise_statistics():
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((8, 3, 64, 64), 0.5)
+    n = Gaussian(25)(x, g) - x
+    assert abs(n.std().item() - 25 / 255) < 0.002 and abs(n.mean().item()) < 0.002
+    blind = Gaussian(None, (0, 50))
+    stds = (blind(x, g) - x).flatten(1).std(1)
+    assert stds.min() < 15 / 255 < 35 / 255 < stds.max()  # per-image sigmas spread over the range
+    p = Poisson(30)(x, g)
+    assert abs(p.mean().item() - 0.5) < 0.01 and abs(p.var().item() - 0.5 / 30) < 0.002
+    imp = Impulse(0.3)(x, g)
+    assert 0.25 < (imp != x).all(1).float().mean().item() < 0.35
+    b = Bernoulli(0.5)(x, g)
+    assert 0.45 < (b == 0).all(1).float().mean().item() < 0.55
+    q = quantize8(torch.tensor([-0.1, 0.5, 1.3]))
+    assert torch.equal(q, torch.tensor([0.0, 128 / 255, 1.0]))
+
+
+def _images(n=3, h=40, w=50):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_clean_source_pairs_are_independent_draws_and_reproducible():
+    src = CleanImages(_images(), Gaussian(25))
+    a, b = src.batch(3, seed=1, size=4, patch=16)
+    assert a.shape == b.shape == (4, 3, 16, 16)
+    assert not torch.equal(a, b)
+    assert torch.equal(a * 255, (a * 255).round())  # input stored as 8-bit
+    a2, b2 = src.batch(3, seed=1, size=4, patch=16)
+    assert torch.equal(a, a2) and torch.equal(b, b2)
+    a3, _ = src.batch(4, seed=1, size=4, patch=16)
+    assert not torch.equal(a, a3)  # new draws every step
+
+
+def test_noisy_pairs_crop_the_same_place():
+    imgs = _images(2)
+    src = NoisyPairs(imgs, [im.copy() for im in imgs])
+    a, b = src.batch(0, 0, 6, 16)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError):
+        NoisyPairs(imgs, imgs[:1])
+
+
+def test_open_dataset_sources(tmp_path):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    for i, im in enumerate(_images(6)):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    ds = open_dataset(str(folder), Gaussian(15))
+    assert len(ds.val) == 1 and ds.train.batch(0, 0, 2, 16)[0].shape == (2, 3, 16, 16)
+
+    pairs = tmp_path / "pairs"
+    for sub in "AB":
+        (pairs / sub).mkdir(parents=True)
+        for i, im in enumerate(_images(2)):
+            Image.fromarray(im).save(pairs / sub / f"{i}.png")
+    assert isinstance(open_dataset(str(pairs)).train, NoisyPairs)
+
+    t = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    pkl = tmp_path / "train.pkl"
+    pkl.write_bytes(pickle.dumps((t, t.clone())))
+    ds = open_dataset(str(pkl), val_spec=str(pkl))
+    assert ds.train.batch(0, 0, 3, 32)[0].shape == (3, 3, 32, 32)
+    assert len(ds.val) == 5
+    pt = tmp_path / "val.pt"
+    torch.save((t, t), pt)
+    assert len(open_validation(str(pt), Gaussian(25))) == 5
+
+    for bad in [str(tmp_path / "missing"), str(tmp_path)]:
+        with pytest.raises(ValueError):
+            open_dataset(bad)
+
+
+def test_builtin_dataset_works_offline():
+    ds = open_dataset("builtin")
+    assert len(ds.val) >= 2
+    x, y = ds.train.batch(0, 0, 2, 64)
+    assert x.shape == (2, 3, 64, 64)
+
+
+def test_batch_loader_yields_the_same_batches_as_direct_calls():
+    src = CleanImages(_images(), Gaussian(25))
+    loader = BatchLoader(src, seed=5, batch_size=2, patch=16, start=3, stop=7)
+    got = list(loader)
+    assert [s for s, _, _ in got] == [3, 4, 5, 6]
+    for step, a, b in got:
+        a2, b2 = src.batch(step, 5, 2, 16)
+        assert torch.equal(a, a2) and torch.equal(b, b2)
