@@ -32,6 +32,7 @@ def _load_model(weights: str | None, device: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .card import write_card
     from .data import open_dataset
     from .noise import parse_noise
     from .train import TrainConfig, Trainer
@@ -65,30 +66,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps({"status": result.status, "steps": result.step, "weights": result.weights,
                       "seconds": round(result.seconds, 1), "val_psnr": last.get("val_psnr")}))
     return 0
-
-
-def write_card(weights: Path, trainer: Any) -> Path:
-    """weights/NAME.json: architecture, parameters, training set-up and (later) measured metrics."""
-    from dataclasses import asdict
-
-    from .atomic import atomic_write_text
-
-    card_path = weights.with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    cfg = asdict(trainer.cfg)
-    card.update({
-        "name": weights.stem,
-        "architecture": cfg["arch"],
-        "parameters": trainer.model.num_parameters(),
-        "training": {"data": cfg["data"], "noise": cfg["noise"], "steps": trainer.step,
-                     "batch_size": cfg["batch_size"], "patch_size": cfg["patch_size"],
-                     "learning_rate": cfg["learning_rate"], "schedule": cfg["schedule"], "optimizer": cfg["optimizer"],
-                     "seed": cfg["seed"], "wall_seconds": round(trainer.elapsed, 1), "device": str(trainer.device),
-                     "targets": "noisy (Noise2Noise): no clean image was used for training"},
-    })
-    card.setdefault("metrics", [])
-    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
-    return card_path
 
 
 # ----------------------------------------------------------------------------- eval

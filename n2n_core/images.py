@@ -53,7 +53,9 @@ def probe(data: bytes) -> tuple[str, int, int]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, (w, h) = im.format, im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError:
+        raise ImageError("not a readable image: expected PNG, JPEG, TIFF, WebP or BMP bytes") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"not a readable image: {e}") from None
     if fmt not in FORMATS:
         raise ImageError(f"unsupported image format {fmt}; use PNG, JPEG, TIFF, WebP or BMP")

@@ -1,0 +1,1 @@
+"""Training jobs: the SQLite store and the spawned worker process."""

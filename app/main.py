@@ -1,0 +1,110 @@
+"""The n2n service: ``create_app()`` and the module-level ``app`` for ``uvicorn app.main:app``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from n2n_core.train import resolve_device
+
+from .config import Settings
+from .denoiser import DenoiseQueue
+from .jobs.store import JobStore
+from .jobs.worker import Scheduler
+from .metrics import Metrics
+from .registry import ModelRegistry
+from .routes import datasets, denoise, health, models, train
+
+log = logging.getLogger("n2n")
+STATIC = Path(__file__).parent / "static"
+
+
+class MetricsMiddleware:
+    """Counts requests and latencies per route template (not per raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), [500]
+
+        async def send_wrapper(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(endpoint, scope.get("method", ""), status[0], time.perf_counter() - start)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        torch.set_grad_enabled(False)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        device = resolve_device(settings.device)
+        registry = ModelRegistry(settings.data_dir, device, settings.weights)
+        app.state.registry = registry
+        app.state.store = store = JobStore(settings.data_dir / "jobs.sqlite3")
+        app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile)
+        app.state.startup_error = None
+        try:
+            registry.load_startup_model()
+        except Exception as e:  # noqa: BLE001 - reported by /readyz, the service stays up
+            app.state.startup_error = f"{type(e).__name__}: {e}"
+            log.error("could not load the startup model: %s", e)
+
+        def on_success(job: dict) -> None:
+            if job["params"].get("activate_when_done") and job.get("model_id"):
+                registry.activate(job["model_id"])
+
+        app.state.scheduler = scheduler = Scheduler(store, settings.data_dir, settings.device, on_success,
+                                                    cancel_grace=settings.cancel_grace_seconds)
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop()
+            app.state.queue.close()
+
+    app = FastAPI(
+        title="n2n",
+        version="0.1.0",
+        summary="Image denoising with a Noise2Noise network on a handmade framework.",
+        description="POST an image to /denoise and get it back clean. Train your own model from noisy pairs with "
+                    "/datasets and /train; manage models under /models. Changing anything needs "
+                    "`Authorization: Bearer $N2N_API_TOKEN`.",
+        lifespan=lifespan,
+        max_body_size=settings.max_upload_bytes,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for r in (denoise.router, train.router, models.router, health.router):
+        app.include_router(r)
+    app.include_router(datasets.router, max_body_size=settings.max_dataset_bytes)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+app = create_app()

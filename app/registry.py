@@ -1,0 +1,131 @@
+"""Registered models: the shipped ones and those trained here, and which one /denoise uses.
+
+Trained models live in ``<data_dir>/models/<id>.safetensors`` with a card ``<id>.json``; both
+are written to temporary files and renamed, the card last, so a model is listed only once whole.
+The active model id is kept in ``<data_dir>/active.json`` (atomic), and switching it swaps one
+reference under a lock: requests in flight finish on the model they started with.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from n2n_core import weights as shipped_weights
+from n2n_core.atomic import atomic_write, atomic_write_text
+from n2n_core.module import Module
+from n2n_core.serialize import load_with_metadata, read_metadata
+
+
+class UnknownModel(KeyError):
+    pass
+
+
+@dataclass
+class Entry:
+    id: str
+    path: Path
+    shipped: bool
+
+
+class ModelRegistry:
+    def __init__(self, data_dir: Path, device: torch.device, startup: str | None = None) -> None:
+        self.dir = Path(data_dir) / "models"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.active_file = Path(data_dir) / "active.json"
+        self.device = device
+        self._lock = threading.Lock()
+        self._loaded: dict[str, Module] = {}
+        self._extra: dict[str, Path] = {}
+        self.active_id: str | None = None
+        self._startup = startup
+
+    # -- listing -----------------------------------------------------------------------------
+    def entries(self) -> dict[str, Entry]:
+        out = {name: Entry(name, p, True) for name, p in shipped_weights.shipped().items()}
+        out.update({k: Entry(k, p, True) for k, p in self._extra.items()})
+        for card in sorted(self.dir.glob("*.json")):
+            w = card.with_suffix(".safetensors")
+            if w.exists():
+                out[card.stem] = Entry(card.stem, w, False)
+        return out
+
+    def entry(self, model_id: str) -> Entry:
+        e = self.entries().get(model_id)
+        if e is None:
+            raise UnknownModel(model_id)
+        return e
+
+    def card(self, model_id: str) -> dict[str, Any]:
+        e = self.entry(model_id)
+        card_path = e.path.with_suffix(".json")
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        if not card:
+            arch, meta = read_metadata(e.path)
+            card = {"name": model_id, "architecture": arch.get("type"), "metadata": meta}
+        return card
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"id": e.id, "shipped": e.shipped, "active": e.id == self.active_id, "card": self.card(e.id)}
+                for e in self.entries().values()]
+
+    # -- loading and activation ------------------------------------------------------------------
+    def get(self, model_id: str | None = None) -> tuple[str, Module]:
+        """(id, model) for the given id or the active one; loads on first use."""
+        mid = model_id or self.active_id
+        if mid is None:
+            raise UnknownModel("no active model")
+        with self._lock:
+            if mid in self._loaded:
+                return mid, self._loaded[mid]
+        model, _ = load_with_metadata(self.entry(mid).path, device=self.device)
+        with self._lock:
+            self._loaded.setdefault(mid, model)
+            if len(self._loaded) > 4:  # keep the active model and the latest few
+                for k in [k for k in self._loaded if k not in (mid, self.active_id)][: len(self._loaded) - 4]:
+                    del self._loaded[k]
+            return mid, self._loaded[mid]
+
+    def activate(self, model_id: str) -> None:
+        self.get(model_id)  # load first: a broken model never becomes active
+        atomic_write_text(self.active_file, json.dumps({"active": model_id}))
+        with self._lock:
+            self.active_id = model_id
+
+    def load_startup_model(self) -> str:
+        """N2N_WEIGHTS (a shipped name or a path), else the persisted choice, else 'default'."""
+        spec = self._startup
+        if spec:
+            if Path(spec).is_file():
+                mid = Path(spec).name.removesuffix(".safetensors")
+                self._extra[mid] = Path(spec)
+            else:
+                mid = spec
+        elif self.active_file.exists():
+            mid = json.loads(self.active_file.read_text()).get("active", shipped_weights.DEFAULT)
+            if mid not in self.entries():
+                mid = shipped_weights.DEFAULT
+        else:
+            mid = shipped_weights.DEFAULT
+        self.activate(mid)
+        return mid
+
+    # -- registration --------------------------------------------------------------------------
+    def register(self, weights: Path, card: dict[str, Any]) -> str:
+        """Copy a trained model in under a fresh id; weights first, card last, each atomically."""
+        return register_model(self.dir, weights, card)
+
+
+def register_model(models_dir: Path, weights: Path, card: dict[str, Any]) -> str:
+    model_id = "m-" + uuid.uuid4().hex[:10]
+    models_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(models_dir / f"{model_id}.safetensors", lambda tmp: shutil.copyfile(weights, tmp))
+    atomic_write_text(models_dir / f"{model_id}.json", json.dumps({**card, "id": model_id}, indent=2))
+    return model_id

@@ -1,0 +1,35 @@
+"""Uploaded datasets (zips of clean images or of A/ and B/ noisy pairs)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from ..datasets import DatasetError, ingest_zip, list_datasets
+from ..deps import Authorized, SettingsDep
+from ..schemas import DatasetInfo, Message
+from .denoise import read_upload
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+ZIP_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("", status_code=201, response_model=DatasetInfo, dependencies=[Authorized], openapi_extra=ZIP_BODY,
+             responses={400: {"model": Message}, 401: {"model": Message}, 413: {"model": Message}})
+async def upload(request: Request, settings: SettingsDep) -> DatasetInfo:
+    data = await read_upload(request, accept=("application/zip", "application/x-zip-compressed"))
+    try:
+        info = await run_in_threadpool(ingest_zip, data, settings.data_dir / "datasets", settings.max_dataset_files,
+                                       settings.max_dataset_uncompressed, settings.max_compression_ratio)
+    except DatasetError as e:
+        raise HTTPException(e.status, str(e)) from None
+    return DatasetInfo(**info)
+
+
+@router.get("", response_model=list[DatasetInfo])
+def list_all(settings: SettingsDep) -> list[DatasetInfo]:
+    return [DatasetInfo(**d) for d in list_datasets(settings.data_dir / "datasets")]

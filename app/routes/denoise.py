@@ -1,0 +1,77 @@
+"""POST /denoise: an image in, the denoised image out (same size and mode)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from ..deps import MetricsDep, QueueDep, SettingsDep
+from ..denoiser import QueueFull
+from ..imaging import check_header
+from ..registry import UnknownModel
+
+router = APIRouter(tags=["denoise"])
+
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                               "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/webp": {"schema": {"type": "string", "format": "binary"}},
+            "image/tiff": {"schema": {"type": "string", "format": "binary"}},
+            "image/bmp": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def read_upload(request: Request, field: str = "file", accept: tuple[str, ...] = ("image/",)) -> bytes:
+    """The upload as bytes: multipart field ``field``, or the raw body with an accepted content type."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form()
+        item = form.get(field)
+        if item is None or isinstance(item, str):
+            raise HTTPException(400, f"multipart upload needs a file in field '{field}'")
+        return await item.read()
+    if any(ctype.startswith(a) for a in accept) or ctype == "application/octet-stream":
+        return await request.body()
+    raise HTTPException(415, f"send multipart/form-data with field '{field}' or a raw body of type "
+                             f"{' or '.join(a + '*' if a.endswith('/') else a for a in accept)}; got {ctype or 'none'}")
+
+
+@router.post(
+    "/denoise",
+    summary="Denoise an image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+                     "description": "the denoised image, same size and mode"},
+               400: {"description": "unreadable image"}, 413: {"description": "too large"},
+               415: {"description": "unsupported format"}, 503: {"description": "busy, retry later"}},
+    openapi_extra=IMAGE_BODY,
+)
+async def denoise(
+    request: Request,
+    settings: SettingsDep,
+    queue: QueueDep,
+    metrics: MetricsDep,
+    format: Literal["png", "jpeg", "webp"] = Query("png", description="output format"),
+    model: str | None = Query(None, max_length=64, description="registered model id (default: the active one)"),
+) -> Response:
+    data = await read_upload(request)
+    check_header(data, settings.max_pixels)
+    try:
+        result = await queue.submit(data, format, model)
+    except QueueFull:
+        metrics.count_rejected()
+        raise HTTPException(503, "the denoising queue is full; retry shortly", headers={"Retry-After": "2"}) from None
+    except UnknownModel:
+        raise HTTPException(404, f"unknown model {model!r}; see GET /models") from None
+    metrics.count_image()
+    return Response(result.content, media_type=result.media_type,
+                    headers={"X-Model-Id": result.model_id,
+                             "Content-Disposition": f'inline; filename="denoised.{format}"'})

@@ -1,0 +1,51 @@
+"""Training jobs: start, list, follow, cancel."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response
+
+from n2n_core.noise import noise_from_dict
+
+from ..datasets import dataset_exists
+from ..deps import Authorized, SettingsDep, StoreDep
+from ..schemas import Job, JobList, Message, TrainRequest
+
+router = APIRouter(prefix="/train", tags=["train"])
+NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
+
+
+@router.post("", status_code=202, response_model=Job, dependencies=[Authorized],
+             responses={401: {"model": Message}, 422: {"description": "invalid body"}})
+def start(req: TrainRequest, response: Response, store: StoreDep, settings: SettingsDep) -> Job:
+    if req.dataset != "builtin" and not dataset_exists(settings.data_dir / "datasets", req.dataset):
+        raise HTTPException(422, f"unknown dataset {req.dataset!r}: use 'builtin' or an id from POST /datasets")
+    params = req.model_dump()
+    params["noise"] = {k: v for k, v in params["noise"].items() if v is not None}
+    noise_from_dict(params["noise"])  # validated again by the core
+    job = store.create(params)
+    response.headers["Location"] = f"/train/{job['id']}"
+    return Job.from_row(job)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(store: StoreDep) -> JobList:
+    return JobList(jobs=[Job.from_row(j) for j in store.list()])
+
+
+@router.get("/{job_id}", response_model=Job, responses=NOT_FOUND)
+def get_job(job_id: str, store: StoreDep) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"unknown job {job_id!r}")
+    return Job.from_row(job)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=Job, dependencies=[Authorized],
+             responses={**NOT_FOUND, 401: {"model": Message}, 409: {"model": Message}})
+def cancel(job_id: str, store: StoreDep) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"unknown job {job_id!r}")
+    if job["status"] in ("succeeded", "failed", "cancelled"):
+        raise HTTPException(409, f"job {job_id} already {job['status']}")
+    return Job.from_row(store.request_cancel(job_id))  # type: ignore[arg-type]

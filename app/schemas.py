@@ -1,0 +1,98 @@
+"""Request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from n2n_core.models import ARCHITECTURES
+
+
+class GaussianNoise(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["gaussian"]
+    sigma: float | None = Field(None, ge=0, le=255)
+    sigma_range: tuple[Annotated[float, Field(ge=0, le=255)], Annotated[float, Field(ge=0, le=255)]] | None = None
+
+    @model_validator(mode="after")
+    def one_of(self) -> GaussianNoise:
+        if (self.sigma is None) == (self.sigma_range is None):
+            raise ValueError("give exactly one of sigma or sigma_range")
+        if self.sigma_range is not None and self.sigma_range[0] > self.sigma_range[1]:
+            raise ValueError("sigma_range must be [low, high] with low <= high")
+        return self
+
+
+class PoissonNoise(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["poisson"]
+    lam: float = Field(30.0, gt=0, le=1e6)
+
+
+Noise = Annotated[GaussianNoise | PoissonNoise, Field(discriminator="kind")]
+
+
+class TrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"dataset": "builtin", "steps": 200}]})
+    dataset: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                         description="'builtin' or an id from POST /datasets")
+    noise: Noise = Field(default_factory=lambda: GaussianNoise(kind="gaussian", sigma=25))
+    arch: Literal[tuple(sorted(ARCHITECTURES))] = "fast"  # type: ignore[valid-type]
+    steps: int = Field(1000, ge=1, le=10_000_000)
+    batch_size: int = Field(8, ge=1, le=256)
+    learning_rate: float = Field(1e-3, gt=0, le=1.0)
+    patch_size: int = Field(48, ge=16, le=512)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    activate_when_done: bool = False
+
+
+class Progress(BaseModel):
+    step: int
+    total: int
+    fraction: float
+
+
+class Job(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    params: dict[str, Any]
+    progress: Progress
+    metrics: dict[str, Any]
+    model_id: str | None = None
+    error: str | None = None
+    note: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        return cls(**{k: row.get(k) for k in cls.model_fields})
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+class ModelInfo(BaseModel):
+    id: str
+    shipped: bool
+    active: bool
+    card: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    active: str | None
+    models: list[ModelInfo]
+
+
+class DatasetInfo(BaseModel):
+    id: str
+    kind: Literal["clean", "pairs"]
+    images: int
+    bytes: int
+
+
+class Message(BaseModel):
+    detail: str

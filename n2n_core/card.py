@@ -1,0 +1,39 @@
+"""Model cards: ``weights/NAME.json`` beside ``NAME.safetensors``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+
+
+def write_card(weights: Path, trainer: Any) -> Path:
+    """Architecture, parameter count and training set-up of a trained model; keeps measured metrics."""
+    card_path = Path(weights).with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    cfg = asdict(trainer.cfg)
+    card.update({
+        "name": Path(weights).stem,
+        "architecture": cfg["arch"],
+        "parameters": trainer.model.num_parameters(),
+        "training": {"data": cfg["data"], "noise": cfg["noise"], "steps": trainer.step,
+                     "batch_size": cfg["batch_size"], "patch_size": cfg["patch_size"],
+                     "learning_rate": cfg["learning_rate"], "schedule": cfg["schedule"], "optimizer": cfg["optimizer"],
+                     "seed": cfg["seed"], "wall_seconds": round(trainer.elapsed, 1), "device": str(trainer.device),
+                     "targets": "noisy (Noise2Noise): no clean image was used for training"},
+    })
+    card.setdefault("metrics", [])
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
+def add_metric(weights: Path, metric: dict[str, Any]) -> Path:
+    """Record (or replace, by name) a measured metric with the command that reproduces it."""
+    card_path = Path(weights).with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {"name": Path(weights).stem}
+    card["metrics"] = [m for m in card.get("metrics", []) if m.get("name") != metric["name"]] + [metric]
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    return card_path
