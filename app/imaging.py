@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import HTTPException
 
 from n2n_core import images
-from n2n_core.images import ImageError, Picture
+from n2n_core.images import ImageError, ImageTooLarge, Picture
 
 
 def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
@@ -14,6 +14,8 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
         raise HTTPException(400, "empty body: send an image as multipart field 'file' or as the raw body")
     try:
         fmt, w, h = images.probe(data)
+    except ImageTooLarge as e:
+        raise HTTPException(413, f"{e}; the limit is {max_pixels} pixels") from None
     except ImageError as e:
         status = 415 if "unsupported" in str(e) else 400
         raise HTTPException(status, str(e)) from None

@@ -70,11 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.startup_error = f"{type(e).__name__}: {e}"
             log.error("could not load the startup model: %s", e)
 
-        def on_success(job: dict) -> None:
-            if job["params"].get("activate_when_done") and job.get("model_id"):
-                registry.activate(job["model_id"])
-
-        app.state.scheduler = scheduler = Scheduler(store, settings.data_dir, settings.device, on_success,
+        app.state.scheduler = scheduler = Scheduler(store, settings.data_dir, settings.device,
                                                     cancel_grace=settings.cancel_grace_seconds)
         scheduler.start()
         try:

@@ -44,8 +44,23 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._loaded: dict[str, Module] = {}
         self._extra: dict[str, Path] = {}
-        self.active_id: str | None = None
+        self._active: tuple[int, str | None] = (-1, None)  # (mtime_ns of active.json, id)
         self._startup = startup
+
+    @property
+    def active_id(self) -> str | None:
+        """The active model id; active.json is the source of truth (a finished job may switch it)."""
+        try:
+            mtime = self.active_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            if mtime != self._active[0]:
+                try:
+                    self._active = (mtime, json.loads(self.active_file.read_text()).get("active"))
+                except (OSError, ValueError):
+                    pass
+            return self._active[1]
 
     # -- listing -----------------------------------------------------------------------------
     def entries(self) -> dict[str, Entry]:
@@ -95,32 +110,47 @@ class ModelRegistry:
 
     def activate(self, model_id: str) -> None:
         self.get(model_id)  # load first: a broken model never becomes active
-        atomic_write_text(self.active_file, json.dumps({"active": model_id}))
-        with self._lock:
-            self.active_id = model_id
+        write_active(self.active_file, model_id, self._startup)
 
     def load_startup_model(self) -> str:
-        """N2N_WEIGHTS (a shipped name or a path), else the persisted choice, else 'default'."""
+        """The model to serve at start.
+
+        An activation made through the API (active.json) survives restarts, unless N2N_WEIGHTS
+        changed since it was made; otherwise N2N_WEIGHTS (a shipped name or a path), else 'default'.
+        """
         spec = self._startup
-        if spec:
-            if Path(spec).is_file():
-                mid = Path(spec).name.removesuffix(".safetensors")
-                self._extra[mid] = Path(spec)
-            else:
-                mid = spec
-        elif self.active_file.exists():
-            mid = json.loads(self.active_file.read_text()).get("active", shipped_weights.DEFAULT)
-            if mid not in self.entries():
-                mid = shipped_weights.DEFAULT
+        if spec and Path(spec).is_file():
+            self._extra[Path(spec).name.removesuffix(".safetensors")] = Path(spec)
+        saved = {}
+        if self.active_file.exists():
+            try:
+                saved = json.loads(self.active_file.read_text())
+            except (OSError, ValueError):
+                saved = {}
+        if saved.get("active") in self.entries() and saved.get("setting") == spec:
+            mid = saved["active"]
+        elif spec:
+            mid = Path(spec).name.removesuffix(".safetensors") if Path(spec).is_file() else spec
         else:
             mid = shipped_weights.DEFAULT
-        self.activate(mid)
+        self.get(mid)
+        write_active(self.active_file, mid, spec)
         return mid
 
     # -- registration --------------------------------------------------------------------------
     def register(self, weights: Path, card: dict[str, Any]) -> str:
         """Copy a trained model in under a fresh id; weights first, card last, each atomically."""
         return register_model(self.dir, weights, card)
+
+
+def write_active(active_file: Path, model_id: str, setting: str | None = None) -> None:
+    """Persist the active model id, with the N2N_WEIGHTS setting it was chosen under."""
+    if setting is None and active_file.exists():
+        try:
+            setting = json.loads(active_file.read_text()).get("setting")
+        except (OSError, ValueError):
+            setting = None
+    atomic_write_text(active_file, json.dumps({"active": model_id, "setting": setting}))
 
 
 def register_model(models_dir: Path, weights: Path, card: dict[str, Any]) -> str:

@@ -25,6 +25,10 @@ class ImageError(ValueError):
     """Bytes that are not a readable image of a supported format."""
 
 
+class ImageTooLarge(ImageError):
+    """An image whose header declares more pixels than anyone should decode."""
+
+
 @dataclass
 class Picture:
     """pixels: float32 (C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB); alpha: (H, W) in the file's dtype."""
@@ -55,6 +59,8 @@ def probe(data: bytes) -> tuple[str, int, int]:
             fmt, (w, h) = im.format, im.size
     except UnidentifiedImageError:
         raise ImageError("not a readable image: expected PNG, JPEG, TIFF, WebP or BMP bytes") from None
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"image too large: {e}") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"not a readable image: {e}") from None
     if fmt not in FORMATS:

@@ -46,7 +46,7 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
     from n2n_core.noise import noise_from_dict
     from n2n_core.train import TrainConfig, Trainer
 
-    from ..registry import register_model
+    from ..registry import register_model, write_active
 
     torch.set_grad_enabled(False)
     store = JobStore(Path(data_dir) / "jobs.sqlite3")
@@ -92,6 +92,8 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
                               {"loss": result.history[-1]["loss"] if result.history else None,
                                "val_psnr": trainer._last_val(), "elapsed_seconds": round(result.seconds, 2),
                                "history": [{k: h[k] for k in ("step", "loss", "val_psnr")} for h in result.history]})
+        if p.get("activate_when_done"):
+            write_active(Path(data_dir) / "active.json", model_id)
         store.finish(job_id, "succeeded", model_id=model_id)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
         store.finish(job_id, "failed", error=f"{type(e).__name__}: {e}", note=traceback.format_exc(limit=3)[-2000:])
@@ -100,10 +102,10 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
 class Scheduler:
     """Starts one worker at a time, watches it, settles jobs orphaned by a previous run."""
 
-    def __init__(self, store: JobStore, data_dir: Path, device: str, on_success=None, poll: float = 0.2,
+    def __init__(self, store: JobStore, data_dir: Path, device: str, poll: float = 0.2,
                  cancel_grace: float = 15.0) -> None:
         self.store, self.data_dir, self.device = store, Path(data_dir), device
-        self.on_success, self.poll, self.cancel_grace = on_success, poll, cancel_grace
+        self.poll, self.cancel_grace = poll, cancel_grace
         self._ctx = mp.get_context("spawn")
         self._proc: mp.process.BaseProcess | None = None
         self._job: str | None = None
@@ -169,5 +171,3 @@ class Scheduler:
                 self.store.finish(job_id, "cancelled", note="worker stopped on cancel")
             else:
                 self.store.finish(job_id, "failed", error=f"training worker exited with code {code}")
-        elif job and job["status"] == "succeeded" and self.on_success is not None:
-            self.on_success(job)

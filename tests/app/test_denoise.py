@@ -1,0 +1,157 @@
+"""POST /denoise: formats, modes, limits, errors, concurrency."""
+
+import io
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+
+from .conftest import make_settings, png_bytes, rgb
+
+
+def _decode(content: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(content))
+
+
+def test_multipart_and_raw_body_keep_size(client):
+    data = png_bytes(rgb(37, 53))
+    r = client.post("/denoise", files={"file": ("x.png", data, "image/png")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert _decode(r.content).size == (53, 37) and _decode(r.content).mode == "RGB"
+    r2 = client.post("/denoise", content=data, headers={"content-type": "image/png"})
+    assert r2.status_code == 200 and r2.content == r.content
+    assert r.headers["x-model-id"] == "tiny"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "LA"])
+def test_modes_are_kept_and_alpha_untouched(client, mode):
+    arr = np.random.default_rng(1).integers(0, 256, (20, 30, len(mode)), dtype=np.uint8)
+    im = Image.fromarray(arr.squeeze() if mode == "L" else arr, mode=mode if mode != "L" else None)
+    buf = io.BytesIO()
+    im.convert(mode).save(buf, format="PNG")
+    out = _decode(client.post("/denoise", content=buf.getvalue(), headers={"content-type": "image/png"}).content)
+    assert out.mode == mode and out.size == (30, 20)
+    if "A" in mode:
+        assert np.array_equal(np.asarray(out)[..., -1], np.asarray(im.convert(mode))[..., -1])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16_bit_stays_16_bit(client, channels):
+    shape = (24, 32) if channels == 1 else (24, 32, 3)
+    arr = np.random.default_rng(2).integers(0, 65536, shape, dtype=np.uint16)
+    ok, buf = cv2.imencode(".png", arr)
+    r = client.post("/denoise", content=buf.tobytes(), headers={"content-type": "image/png"})
+    assert r.status_code == 200
+    out = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == shape
+
+
+def test_exif_orientation_is_applied_first(client):
+    im = Image.fromarray(rgb(20, 40))
+    exif = Image.Exif()
+    exif[274] = 6  # rotate 90 degrees clockwise on display
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", exif=exif)
+    r = client.post("/denoise", files={"file": ("x.jpg", buf.getvalue(), "image/jpeg")})
+    assert _decode(r.content).size == (20, 40)
+
+
+@pytest.mark.parametrize("fmt,media", [("jpeg", "image/jpeg"), ("webp", "image/webp"), ("png", "image/png")])
+def test_output_formats(client, fmt, media):
+    r = client.post(f"/denoise?format={fmt}", content=png_bytes(rgb()), headers={"content-type": "image/png"})
+    assert r.status_code == 200 and r.headers["content-type"] == media
+    assert _decode(r.content).size == (64, 48)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "WEBP", "JPEG"])
+def test_input_formats(client, fmt):
+    r = client.post("/denoise", files={"file": ("x", png_bytes(rgb(), fmt), "application/octet-stream")})
+    assert r.status_code == 200, r.text
+
+
+def _huge_png(w: int, h: int) -> bytes:
+    """A valid PNG header claiming w x h pixels, with a tiny (truncated) body: decoding it would be a bomb."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+
+
+def test_errors_are_4xx_with_a_message(client):
+    cases = [
+        (b"not an image at all", "image/png", 400),
+        (b"", "image/png", 400),
+        (png_bytes(rgb(), "GIF"), "image/gif", 415),
+        (_huge_png(20000, 20000), "image/png", 413),
+        (png_bytes(rgb()), "text/plain", 415),
+    ]
+    for body, ctype, status in cases:
+        r = client.post("/denoise", content=body, headers={"content-type": ctype})
+        assert r.status_code == status, (ctype, status, r.text)
+        assert r.json()["detail"]
+    r = client.post("/denoise", files={"wrong": ("x.png", png_bytes(rgb()), "image/png")})
+    assert r.status_code == 400
+    r = client.post("/denoise?model=nope", content=png_bytes(rgb()), headers={"content-type": "image/png"})
+    assert r.status_code == 404
+    r = client.post("/denoise?format=gif", content=png_bytes(rgb()), headers={"content-type": "image/png"})
+    assert r.status_code == 422
+
+
+def test_body_over_the_limit_is_413(tmp_path, tiny_weights):
+    s = make_settings(tmp_path / "d", tiny_weights, max_upload_bytes=10_000)
+    with TestClient(create_app(s)) as c:
+        big = png_bytes(np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8))
+        assert len(big) > 10_000
+        assert c.post("/denoise", content=big, headers={"content-type": "image/png"}).status_code == 413
+        assert c.get("/healthz").status_code == 200
+
+
+def test_pixel_limit(tmp_path, tiny_weights):
+    s = make_settings(tmp_path / "d", tiny_weights, max_pixels=1000)
+    with TestClient(create_app(s)) as c:
+        r = c.post("/denoise", content=png_bytes(rgb(40, 40)), headers={"content-type": "image/png"})
+        assert r.status_code == 413 and "1000" in r.json()["detail"]
+
+
+def test_32_concurrent_512px_requests_are_all_served(client):
+    data = png_bytes(rgb(512, 512))
+    with ThreadPoolExecutor(32) as pool:
+        codes = list(pool.map(lambda _: client.post("/denoise", content=data,
+                                                    headers={"content-type": "image/png"}).status_code, range(32)))
+    assert codes == [200] * 32
+
+
+def test_beyond_the_queue_limit_requests_get_503_with_retry_after(tmp_path, tiny_weights, monkeypatch):
+    from app.denoiser import DenoiseQueue
+
+    slow = DenoiseQueue._work
+
+    def slow_work(self, *a):
+        time.sleep(0.3)
+        return slow(self, *a)
+
+    monkeypatch.setattr(DenoiseQueue, "_work", slow_work)
+    s = make_settings(tmp_path / "d", tiny_weights, queue_limit=2)
+    with TestClient(create_app(s)) as c:
+        data = png_bytes(rgb())
+        barrier = threading.Barrier(8)
+
+        def send(_):
+            barrier.wait()
+            return c.post("/denoise", content=data, headers={"content-type": "image/png"})
+
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(send, range(8)))
+        codes = sorted(r.status_code for r in responses)
+        assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
+        assert all(r.headers.get("retry-after") for r in responses if r.status_code == 503)
+        assert c.get("/healthz").status_code == 200

@@ -1,0 +1,96 @@
+"""Training jobs over HTTP: auth, validation, lifecycle, cancel, progress, activation."""
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+
+from .conftest import AUTH, png_bytes, rgb, wait_for
+
+
+def test_token_required_and_explained(client, tmp_path, tiny_weights):
+    assert client.post("/train", json={"dataset": "builtin"}).status_code == 401
+    r = client.post("/train", json={"dataset": "builtin"}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    from app.config import Settings
+
+    s = Settings(data_dir=tmp_path / "notoken", weights=str(tiny_weights), api_token=None)
+    with TestClient(create_app(s)) as c:
+        r = c.post("/train", json={"dataset": "builtin"}, headers=AUTH)
+        assert r.status_code == 401 and "N2N_API_TOKEN" in r.json()["detail"]
+        assert c.get("/train").status_code == 200  # reading needs no token
+
+
+@pytest.mark.parametrize("body", [
+    {},
+    {"dataset": "builtin", "steps": 0},
+    {"dataset": "builtin", "arch": "resnet"},
+    {"dataset": "builtin", "noise": {"kind": "gaussian"}},
+    {"dataset": "builtin", "noise": {"kind": "gaussian", "sigma": 25, "sigma_range": [0, 50]}},
+    {"dataset": "builtin", "noise": {"kind": "salt"}},
+    {"dataset": "builtin", "noise": {"kind": "poisson", "lam": -1}},
+    {"dataset": "builtin", "learning_rate": 0},
+    {"dataset": "builtin", "unexpected": 1},
+    {"dataset": "../etc"},
+    {"dataset": "d-doesnotexist"},
+])
+def test_invalid_bodies_are_422(client, body):
+    assert client.post("/train", json=body, headers=AUTH).status_code == 422
+
+
+def test_large_step_counts_are_accepted(client):
+    r = client.post("/train", json={"dataset": "builtin", "steps": 1_000_000}, headers=AUTH)
+    assert r.status_code == 202
+    assert client.post(f"/train/{r.json()['id']}/cancel", headers=AUTH).status_code == 202
+    assert wait_for(client, r.json()["id"])["status"] == "cancelled"
+
+
+def test_default_job_runs_reports_progress_and_registers_a_model(client):
+    t0 = time.monotonic()
+    r = client.post("/train", json={"dataset": "builtin", "steps": 40, "batch_size": 8, "activate_when_done": True},
+                    headers=AUTH)
+    assert r.status_code == 202
+    job = r.json()
+    assert r.headers["location"] == f"/train/{job['id']}" and job["status"] == "queued" and isinstance(job["id"], str)
+    seen_steps = set()
+    while True:
+        j = client.get(f"/train/{job['id']}").json()
+        seen_steps.add(j["progress"]["step"])
+        if j["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        assert time.monotonic() - t0 < 60, "40 steps of the default architecture must finish within a minute"
+        time.sleep(0.2)
+    assert j["status"] == "succeeded", j
+    assert j["progress"] == {"step": 40, "total": 40, "fraction": 1.0}
+    assert j["metrics"]["loss"] > 0 and j["metrics"]["val_psnr"] > 10 and j["metrics"]["history"]
+    assert j["started_at"] >= j["created_at"] and j["finished_at"] >= j["started_at"]
+    assert len(seen_steps) > 2  # progress moved while it ran
+    models = client.get("/models").json()
+    assert models["active"] == j["model_id"]
+    card = next(m for m in models["models"] if m["id"] == j["model_id"])["card"]
+    assert card["training"]["steps"] == 40 and card["job_id"] == job["id"]
+    r = client.post("/denoise", content=png_bytes(rgb()), headers={"content-type": "image/png"})
+    assert r.headers["x-model-id"] == j["model_id"]
+    assert any(x["id"] == job["id"] for x in client.get("/train").json()["jobs"])
+
+
+def test_cancel_running_job_ends_within_seconds(client):
+    r = client.post("/train", json={"dataset": "builtin", "steps": 100000}, headers=AUTH)
+    jid = r.json()["id"]
+    wait_for(client, jid, statuses=("running",), timeout=60)
+    deadline = time.monotonic() + 60
+    while client.get(f"/train/{jid}").json()["progress"]["step"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    assert client.post(f"/train/{jid}/cancel", headers=AUTH).status_code == 202
+    job = wait_for(client, jid, timeout=20)
+    assert job["status"] == "cancelled" and time.monotonic() - t0 < 10
+    assert client.post(f"/train/{jid}/cancel", headers=AUTH).status_code == 409
+
+
+def test_unknown_job_is_404(client):
+    assert client.get("/train/nope").status_code == 404
+    assert client.post("/train/nope/cancel", headers=AUTH).status_code == 404
