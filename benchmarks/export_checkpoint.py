@@ -1,0 +1,48 @@
+"""Export the model inside a training checkpoint as a standalone weights file (+ card).
+
+    python benchmarks/export_checkpoint.py runs/default/unet-s.ckpt.safetensors weights/default.safetensors
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from n2n_core import save  # noqa: E402
+from n2n_core.atomic import atomic_write_text  # noqa: E402
+from n2n_core.models import build  # noqa: E402
+
+
+def main(ckpt: str, out: str) -> None:
+    with safe_open(ckpt, framework="pt") as f:
+        meta = f.metadata()
+    cfg = json.loads(meta["config"])
+    model = build(cfg["arch"])
+    model.load_state_dict({k[6:]: v for k, v in load_file(ckpt).items() if k.startswith("model.")})
+    history = json.loads(meta["history"])
+    info = {"config": cfg, "steps": int(meta["step"]), "seconds": float(meta["elapsed"]),
+            "parameters": model.num_parameters(), "exported_from": Path(ckpt).name}
+    save(model, out, metadata=info)
+    card_path = Path(out).with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card.update({"name": Path(out).stem, "architecture": cfg["arch"], "parameters": model.num_parameters(),
+                 "training": {"data": cfg["data"], "noise": cfg["noise"], "steps": int(meta["step"]),
+                              "planned_steps": cfg["steps"], "batch_size": cfg["batch_size"],
+                              "patch_size": cfg["patch_size"], "learning_rate": cfg["learning_rate"],
+                              "schedule": cfg["schedule"], "optimizer": cfg["optimizer"], "seed": cfg["seed"],
+                              "wall_seconds": round(float(meta["elapsed"]), 1), "device": "cpu (2 cores)",
+                              "targets": "noisy (Noise2Noise): no clean image was used for training"},
+                 "validation_history": history})
+    card.setdefault("metrics", [])
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    print(f"wrote {out} ({model.num_parameters()} parameters, step {meta['step']})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,84 @@
+"""The n2n command end to end on small inputs."""
+
+import io
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import n2n_core
+from n2n_core import models
+from n2n_core.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    n2n_core.save(models.build("tiny"), path)
+    return path
+
+
+def _write_inputs(folder):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / "a.jpg")
+    Image.fromarray(rng.integers(0, 256, (21, 17), dtype=np.uint8)).save(folder / "grey.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA").save(folder / "alpha.webp", lossless=True)
+    Image.fromarray(rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(folder / "t.tiff")
+    cv2.imwrite(str(folder / "deep.png"), rng.integers(0, 65536, (10, 14, 3), dtype=np.uint16))
+    return sorted(folder.iterdir())
+
+
+def test_denoise_writes_one_png_per_input_keeping_modes(tmp_path, tiny, capsys):
+    inputs = _write_inputs(tmp_path / "in")
+    out = tmp_path / "out" / "nested"
+    assert main(["denoise", *map(str, inputs), "--output-dir", str(out), "--weights", str(tiny)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.stem + ".png" for p in inputs)
+    assert Image.open(out / "grey.png").mode == "L"
+    assert Image.open(out / "alpha.png").mode == "RGBA"
+    assert Image.open(out / "a.png").size == (40, 30)
+    assert cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_denoise_uses_the_shipped_default_without_weights(tmp_path):
+    src = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
+    assert main(["denoise", str(src), "--output-dir", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "x.png").exists()
+
+
+def test_bad_inputs_give_one_line_and_nonzero_exit(tmp_path, tiny, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    for argv in (["denoise", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o")],
+                 ["denoise", str(bad), "-o", str(tmp_path / "o"), "--weights", str(tiny)],
+                 ["denoise", str(bad), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "nope")],
+                 ["eval", "--data", str(tmp_path / "nowhere")],
+                 ["train", "--data", "builtin", "--noise", "pink:3", "--out", str(tmp_path / "m.safetensors")]):
+        capsys.readouterr()
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("n2n: error:"), err
+
+
+def test_train_then_eval_json(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--data", "builtin", "--arch", "tiny", "--steps", "3", "--batch-size", "2",
+                 "--patch-size", "32", "--val-every", "3", "--out", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["status"] == "succeeded" and res["steps"] == 3
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["architecture"] == "tiny" and card["training"]["steps"] == 3 and card["parameters"] > 0
+    assert main(["eval", "--data", "builtin", "--weights", str(out), "--json", "--noise", "gaussian:25"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["images"] == 2 and 10 < ev["noisy_psnr"] < 30 and "ssim" in ev
+
+
+def test_help_everywhere():
+    for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["denoise", "--help"], ["serve", "--help"]):
+        r = subprocess.run([sys.executable, "-m", "n2n_core.cli", *argv], capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: n2n" in r.stdout
