@@ -60,4 +60,22 @@ class Metrics:
                   "# HELP n2n_jobs Training jobs by status.", "# TYPE n2n_jobs gauge"]
         for status, n in job_counts().items():
             lines.append(f'n2n_jobs{{status="{status}"}} {n}')
+        current, peak = process_memory()
+        lines += ["# HELP n2n_process_resident_bytes Resident memory of the API process.",
+                  "# TYPE n2n_process_resident_bytes gauge", f"n2n_process_resident_bytes {current}",
+                  "# HELP n2n_process_peak_resident_bytes Peak resident memory of the API process.",
+                  "# TYPE n2n_process_peak_resident_bytes gauge", f"n2n_process_peak_resident_bytes {peak}"]
         return "\n".join(lines) + "\n"
+
+
+def process_memory() -> tuple[int, int]:
+    """(current, peak) resident set size in bytes."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    try:
+        with open("/proc/self/statm") as f:
+            current = int(f.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        current = peak
+    return current, peak

@@ -50,3 +50,42 @@ def save_results(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: Path, port: int, token: str = "bench-token", extra_env: dict | None = None):
+    """Start ``n2n serve`` on 127.0.0.1:port in a subprocess and wait until /readyz answers 200."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {**os.environ, "N2N_DATA_DIR": str(data_dir), "N2N_API_TOKEN": token, **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "n2n_core.cli", "serve", "--host", "127.0.0.1", "--port",
+                             str(port), "--log-level", "warning"], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}")
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError("server did not become ready within 120 s")
+
+
+def stop_server(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except Exception:  # noqa: BLE001
+        proc.kill()
