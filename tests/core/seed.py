@@ -2,17 +2,12 @@
 
 import torch
 
-from n2n_core import Conv2d, ReLU, Sequential, Sigmoid, TransposeConv2d
+from n2n_core import Sequential
+from n2n_core.models import seed
 
 
 def seed_n2n(channels: int = 48) -> Sequential:
-    c = channels
-    return Sequential(
-        Conv2d(3, c, 3, stride=2, padding=1), ReLU(),
-        Conv2d(c, c, 3, stride=2, padding=1), ReLU(),
-        TransposeConv2d(c, c, 3, stride=2, padding=1, output_padding=1), ReLU(),
-        TransposeConv2d(c, 3, 3, stride=2, padding=1, output_padding=1), Sigmoid(),
-    )
+    return seed(channels)
 
 
 def seed_torch_from(model: Sequential) -> torch.nn.Sequential:
