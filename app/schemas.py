@@ -71,10 +71,6 @@ class Job(BaseModel):
         return cls(**{k: row.get(k) for k in cls.model_fields})
 
 
-class JobList(BaseModel):
-    jobs: list[Job]
-
-
 class ModelInfo(BaseModel):
     id: str
     shipped: bool

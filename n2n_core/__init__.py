@@ -16,7 +16,9 @@ from .layers import (
     Sigmoid,
     TransposeConv2d,
 )
+from .infer import denoise
 from .loss import MSE
+from .metrics import psnr, ssim
 from .module import Module
 from .optim import SGD, Adam, Optimizer
 from .serialize import load, save
@@ -25,5 +27,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Module", "Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling",
-    "Sequential", "Concat", "Residual", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
+    "Sequential", "Concat", "Residual", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load", "denoise", "psnr", "ssim",
 ]

@@ -9,9 +9,12 @@ the network's size multiple, so pooling grids line up with the untiled run.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image as PILImage
 from torch import Tensor
 
 from .images import Picture, from_rgb, to_rgb
@@ -66,15 +69,38 @@ def _run(model: Module, x: Tensor) -> Tensor:
     return model(xp)[..., :h, :w]
 
 
-def denoise(model: Module, image: Tensor | list[Tensor], tile: int = 512, batch_size: int = 4,
-            device: torch.device | str | None = None) -> Tensor | list[Tensor]:
-    """Denoise (C, H, W), (N, C, H, W) or a list of (C, H, W) float images in [0, 1] of any size.
+def _denoise_array(model: Module, a: np.ndarray, tile: int, device: torch.device | str | None) -> np.ndarray:
+    """(H, W) or (H, W, C) array, integers at full scale or floats in [0, 1] -> the same dtype and shape."""
+    scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
+    x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / scale)
+    x = x[None] if a.ndim == 2 else x.permute(2, 0, 1)
+    alpha = x[3:] if x.shape[0] in (2, 4) else None
+    color = x[:3] if x.shape[0] >= 3 else x[:1]
+    out = from_rgb(denoise(model, to_rgb(color), tile=tile, device=device), color.shape[0])  # type: ignore[arg-type]
+    if alpha is not None:
+        out = torch.cat([out, x[out.shape[0]:]])
+    res = out[0].numpy() if a.ndim == 2 else out.permute(1, 2, 0).numpy()
+    if scale != 1.0:
+        return np.clip(np.round(res * scale), 0, scale).astype(a.dtype)
+    return res.astype(a.dtype, copy=False)
 
-    The result matches the input's shape (a list for a list), on the input's device, clamped to
-    [0, 1]. Images larger than ``tile`` (per side) go through overlapping tiles; equally sized images
-    of a list are batched ``batch_size`` at a time. The model runs on ``device`` (default: where its
-    parameters live).
+
+def denoise(model: Module, image: Any, tile: int = 512, batch_size: int = 4,
+            device: torch.device | str | None = None) -> Any:
+    """Denoise images of any size with ``model``.
+
+    ``image`` is a float tensor in [0, 1] of shape (C, H, W) or (N, C, H, W), a list of (C, H, W)
+    tensors, a numpy array (H, W[, C]) (uint8/uint16 at full scale or float in [0, 1]) or a PIL image;
+    the result has the same type, shape and dtype (tensors: on the input's device, clamped to [0, 1]).
+    Grey images go through an RGB model channel-replicated; an alpha channel is kept as it is.
+    Images larger than ``tile`` (per side) go through overlapping tiles; equally sized images of a list
+    are batched ``batch_size`` at a time. The model runs on ``device`` (default: where its parameters live).
     """
+    if isinstance(image, np.ndarray):
+        return _denoise_array(model, image, tile, device)
+    if isinstance(image, PILImage.Image):
+        mode = image.mode if image.mode in ("L", "LA", "RGB", "RGBA") else "RGB"
+        return PILImage.fromarray(_denoise_array(model, np.asarray(image.convert(mode)), tile, device), mode)
     if isinstance(image, list):
         out: list[Tensor | None] = [None] * len(image)
         groups: dict[tuple, list[int]] = {}

@@ -8,7 +8,7 @@ from n2n_core.noise import noise_from_dict
 
 from ..datasets import dataset_exists
 from ..deps import Authorized, SettingsDep, StoreDep
-from ..schemas import Job, JobList, Message, TrainRequest
+from ..schemas import Job, Message, TrainRequest
 
 router = APIRouter(prefix="/train", tags=["train"])
 NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
@@ -27,9 +27,10 @@ def start(req: TrainRequest, response: Response, store: StoreDep, settings: Sett
     return Job.from_row(job)
 
 
-@router.get("", response_model=JobList)
-def list_jobs(store: StoreDep) -> JobList:
-    return JobList(jobs=[Job.from_row(j) for j in store.list()])
+@router.get("", response_model=list[Job])
+def list_jobs(store: StoreDep) -> list[Job]:
+    """All jobs, newest first."""
+    return [Job.from_row(j) for j in store.list()]
 
 
 @router.get("/{job_id}", response_model=Job, responses=NOT_FOUND)
@@ -41,11 +42,15 @@ def get_job(job_id: str, store: StoreDep) -> Job:
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=Job, dependencies=[Authorized],
-             responses={**NOT_FOUND, 401: {"model": Message}, 409: {"model": Message}})
+             responses={**NOT_FOUND, 401: {"model": Message}})
 def cancel(job_id: str, store: StoreDep) -> Job:
+    """Ask the job to stop: a queued job is cancelled at once, a running one within seconds.
+
+    A job that already finished keeps its final state (returned as is).
+    """
     job = store.get(job_id)
     if job is None:
         raise HTTPException(404, f"unknown job {job_id!r}")
     if job["status"] in ("succeeded", "failed", "cancelled"):
-        raise HTTPException(409, f"job {job_id} already {job['status']}")
+        return Job.from_row(job)
     return Job.from_row(store.request_cancel(job_id))  # type: ignore[arg-type]

@@ -35,3 +35,17 @@ def test_picture_keeps_grey_and_alpha():
     rgba = images.Picture(torch.rand(3, 12, 10), alpha, 8, "PNG")
     out = denoise_picture(m, rgba)
     assert out.mode == "RGBA" and (out.alpha == alpha).all()
+
+
+def test_numpy_and_pil_inputs_keep_type_shape_dtype():
+    import numpy as np
+    from PIL import Image
+
+    m = models.build("tiny")
+    for a in (np.zeros((20, 30, 3), np.uint8), np.zeros((20, 30), np.uint16), np.zeros((20, 30, 4), np.uint8),
+              np.random.rand(9, 7, 3).astype(np.float32)):
+        out = denoise(m, a)
+        assert isinstance(out, np.ndarray) and out.shape == a.shape and out.dtype == a.dtype
+    rgba = np.random.default_rng(0).integers(0, 256, (10, 12, 4), dtype=np.uint8)
+    out = denoise(m, Image.fromarray(rgba, "RGBA"))
+    assert out.mode == "RGBA" and out.size == (12, 10) and (np.asarray(out)[..., 3] == rgba[..., 3]).all()
