@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from n2n_core.train import resolve_device
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in (denoise.router, train.router, models.router, health.router):
         app.include_router(r)
     app.include_router(datasets.router, max_body_size=settings.max_dataset_bytes)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
