@@ -1,0 +1,116 @@
+"""The web page in headless Chromium (Debian's chromium, driven by Playwright) against a loopback server."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import free_port, start_server, stop_server  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install "
+                                                         "chromium); the browser tests need it")
+TOKEN = "e2e-token"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    proc = start_server(Path(tempfile.mkdtemp(prefix="n2n-e2e-")), port, TOKEN)
+    yield f"http://127.0.0.1:{port}"
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def noisy_photo(tmp_path: Path) -> Path:
+    """A real noisy photograph: RNI15 when ../shared is there, else a built-in photo with sensor-like noise."""
+    rni = ROOT.parent / "shared" / "data" / "RNI15" / "Dog.png"
+    if rni.exists():
+        return rni
+    from n2n_core.data import builtin_images
+
+    clean = builtin_images(["chelsea"])[0].astype(np.float64)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "noisy-chelsea.png"
+    Image.fromarray(noisy).save(path)
+    return path
+
+
+def test_upload_shows_a_result_of_the_same_size(server, browser, tmp_path):
+    photo = noisy_photo(tmp_path)
+    w, h = Image.open(photo).size
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    external = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith((server, "blob:", "data:")) else None)
+    page.goto(server)
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    page.wait_for_function("document.getElementById('status').innerText.startsWith('Done')", timeout=120_000)
+    size = page.evaluate("[document.getElementById('after').naturalWidth, document.getElementById('after').naturalHeight]")
+    assert size == [w, h]
+    assert "Done" in page.locator("#status").inner_text()
+    assert page.locator("#download").get_attribute("href").startswith("blob:")
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert not external, f"the page made external requests: {external}"
+
+
+def test_errors_are_shown(server, browser, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not a png")
+    page = browser.new_page()
+    page.goto(server)
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.wait_for_function("document.getElementById('status').classList.contains('error')", timeout=30_000)
+    assert "not a readable image" in page.locator("#status").inner_text()
+
+
+def test_training_progress_moves_and_cancel_ends_the_job(server, browser):
+    page = browser.new_page(viewport={"width": 360, "height": 800})
+    page.goto(server)
+    page.fill("#token", TOKEN)
+    page.fill("#steps", "100000")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('progress').value > 0", timeout=90_000)
+    first = page.evaluate("document.getElementById('progress').value")
+    page.wait_for_function(f"document.getElementById('progress').value > {first}", timeout=60_000)
+    page.click("#cancel")
+    page.wait_for_function("document.getElementById('train-status').innerText.includes('cancelled')", timeout=60_000)
+    assert page.locator("#start").is_enabled()
+
+
+def test_keyboard_and_labels(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 360, "height": 740})
+    page.goto(server)
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll('input, select, button, textarea')]
+        .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.textContent.trim())
+        .map(el => el.id)""")
+    assert unlabeled == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # no horizontal scrolling at 360 px
+    for _ in range(5):  # the photo picker is among the first stops of the tab order
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "photo":
+            break
+    assert page.evaluate("document.activeElement.id") == "photo"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(noisy_photo(tmp_path)))
+    page.wait_for_function("document.getElementById('after').naturalWidth > 0", timeout=120_000)
