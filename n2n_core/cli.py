@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
 
 def _progress_bar(total: int, desc: str, unit: str = "step"):
@@ -208,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_grad_enabled(False)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

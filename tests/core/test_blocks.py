@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from n2n_core import MSE, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, Residual, Sequential
+from n2n_core import MSE, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, Residual, Sequential
 from n2n_core import models
 
 from .reference import assert_close, autograd_vjp

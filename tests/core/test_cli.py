@@ -1,6 +1,5 @@
 """The n2n command end to end on small inputs."""
 
-import io
 import json
 import subprocess
 import sys
