@@ -20,8 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, save_results  # noqa: E402
 from n2n_core.card import add_metric  # noqa: E402
-from n2n_core.cli import evaluate  # noqa: E402
-from n2n_core.data import list_images, load_rgb8, synthetic_val, to_tensor  # noqa: E402
+from n2n_core.evaluate import evaluate  # noqa: E402
+from n2n_core.data import (  # noqa: E402
+    BUILTIN_TRAIN,
+    BUILTIN_VAL,
+    builtin_images,
+    list_images,
+    load_rgb8,
+    synthetic_val,
+    to_tensor,
+)
 from n2n_core.infer import denoise  # noqa: E402
 from n2n_core.noise import parse_noise  # noqa: E402
 from n2n_core.serialize import load  # noqa: E402
@@ -39,8 +47,13 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model = load(args.weights)
     noise = parse_noise(args.noise)
-    files = list_images(args.data)[: args.limit]
-    images = [load_rgb8(f) for f in files]
+    if args.data == "skimage":  # scikit-image's photographs: held out for models trained on CBSD432
+        names = BUILTIN_TRAIN + BUILTIN_VAL
+        files = [Path(n + ".png") for n in names][: args.limit]
+        images = builtin_images(names)[: args.limit]
+    else:
+        files = list_images(args.data)[: args.limit]
+        images = [load_rgb8(f) for f in files]
     if args.float:
         pairs = []
         for i, img in enumerate(images):
@@ -48,7 +61,7 @@ def main() -> None:
             pairs.append((noise(clean[None], torch.Generator().manual_seed(i))[0], clean))
     else:
         pairs = synthetic_val(images, noise)
-    res = evaluate(model, pairs, bar_desc=Path(args.weights).stem)
+    res = evaluate(model, pairs, desc=Path(args.weights).stem)
     t0 = time.perf_counter()
     denoise(model, torch.rand(3, 512, 512))
     denoise(model, torch.rand(3, 512, 512))

@@ -70,28 +70,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- eval
 
 
-def evaluate(model: Any, pairs: list, bar_desc: str = "eval") -> dict[str, Any]:
-    """Mean PSNR/SSIM of noisy input and of the model's output over (noisy, clean) pairs."""
-    from .infer import denoise
-    from .metrics import psnr, ssim
-
-    rows = []
-    bar = _progress_bar(len(pairs), bar_desc, unit="img")
-    for noisy, clean in pairs:
-        t0 = time.perf_counter()
-        out = denoise(model, noisy)
-        dt = time.perf_counter() - t0
-        rows.append({"noisy_psnr": psnr(noisy, clean), "psnr": psnr(out, clean), "ssim": ssim(out, clean),
-                     "seconds": dt})
-        bar.update(1)
-    bar.close()
-    n = max(1, len(rows))
-    mean = {k: sum(r[k] for r in rows) / n for k in ("noisy_psnr", "psnr", "ssim", "seconds")}
-    return {"images": len(rows), **mean, "per_image": rows}
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import open_validation
+    from .evaluate import evaluate
     from .noise import parse_noise
 
     model, _, path = _load_model(args.weights, args.device)

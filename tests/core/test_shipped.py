@@ -1,0 +1,29 @@
+"""The shipped weights: they load, carry a card, and denoise held-out benchmark photos."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from n2n_core import load
+from n2n_core.data import list_images, load_rgb8, synthetic_val
+from n2n_core.evaluate import evaluate
+from n2n_core.noise import Gaussian
+from n2n_core.weights import WEIGHTS_DIR, shipped
+
+
+@pytest.mark.parametrize("name", ["default", "seed"])
+def test_shipped_model_loads_with_a_card(name):
+    path = shipped()[name]
+    model = load(path)
+    card = json.loads(Path(path).with_suffix(".json").read_text())
+    assert card["parameters"] == model.num_parameters()
+    assert card["training"]["noise"] and card["training"]["steps"] > 0 and card["architecture"]
+    assert "noisy" in card["training"]["targets"]
+
+
+def test_default_model_quality_on_cbsd68_sample(shared_data):
+    files = list_images(shared_data / "CBSD68")[:4]
+    pairs = synthetic_val([load_rgb8(f) for f in files], Gaussian(25))
+    res = evaluate(load(WEIGHTS_DIR / "default.safetensors"), pairs, progress=False)
+    assert res["psnr"] > res["noisy_psnr"] + 8  # about 20.5 dB in, about 30 dB out
