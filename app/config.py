@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     max_dataset_files: int = Field(5000, ge=1, description="most files in a dataset zip")
     max_dataset_uncompressed: int = Field(2048 * MiB, ge=1, description="largest total unpacked size")
     max_compression_ratio: float = Field(200.0, gt=1, description="zip members compressed more than this are bombs")
-    cancel_grace_seconds: float = Field(15.0, gt=0, description="time a cancelled worker gets before it is killed")
+    cancel_grace_seconds: float = Field(5.0, gt=0, description="time a cancelled worker gets before it is killed")
 
 
 @lru_cache

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import stat
 import tempfile
 import uuid
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -53,6 +55,8 @@ def ingest_zip(data: bytes, root: Path, max_files: int, max_uncompressed: int, m
         p = _safe_member_path(m.filename)
         if p is None:
             continue
+        if m.flag_bits & 0x1:
+            raise DatasetError(f"encrypted zip members are not supported: {m.filename!r}")
         if stat.S_ISLNK(m.external_attr >> 16):
             raise DatasetError(f"links are not allowed in dataset zips: {m.filename!r}")
         if p.suffix.lower() not in IMAGE_SUFFIXES:
@@ -96,11 +100,21 @@ def ingest_zip(data: bytes, root: Path, max_files: int, max_uncompressed: int, m
                     if written > max_uncompressed:
                         raise DatasetError(f"zip unpacks to more than {max_uncompressed} bytes", 413)
                     out.write(chunk)
+        for f in tmp.rglob("*"):  # durable before the folder is published
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         info = {"id": dataset_id, "kind": kind,
                 "images": len(rel) if kind == "clean" else len(a & b),  # type: ignore[possibly-undefined]
                 "bytes": written}
         atomic_write_text(tmp / "dataset.json", json.dumps(info))
-        (tmp).rename(root / dataset_id)
+        tmp.rename(root / dataset_id)
+    except DatasetError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError, ValueError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"cannot unpack the zip: {e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

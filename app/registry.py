@@ -28,6 +28,14 @@ class UnknownModel(KeyError):
     pass
 
 
+class NoActiveModel(RuntimeError):
+    pass
+
+
+class BrokenModel(RuntimeError):
+    """A registered weights file that cannot be loaded."""
+
+
 @dataclass
 class Entry:
     id: str
@@ -87,6 +95,10 @@ class ModelRegistry:
             card = {"name": model_id, "architecture": arch.get("type"), "metadata": meta}
         return card
 
+    def is_loaded(self, model_id: str | None) -> bool:
+        with self._lock:
+            return model_id in self._loaded
+
     def describe(self) -> list[dict[str, Any]]:
         return [{"id": e.id, "shipped": e.shipped, "active": e.id == self.active_id, "card": self.card(e.id)}
                 for e in self.entries().values()]
@@ -96,11 +108,15 @@ class ModelRegistry:
         """(id, model) for the given id or the active one; loads on first use."""
         mid = model_id or self.active_id
         if mid is None:
-            raise UnknownModel("no active model")
+            raise NoActiveModel("no model is active")
         with self._lock:
             if mid in self._loaded:
                 return mid, self._loaded[mid]
-        model, _ = load_with_metadata(self.entry(mid).path, device=self.device)
+        entry = self.entry(mid)
+        try:
+            model, _ = load_with_metadata(entry.path, device=self.device)
+        except (ValueError, OSError) as e:
+            raise BrokenModel(f"model {mid!r} cannot be loaded: {e}") from None
         with self._lock:
             self._loaded.setdefault(mid, model)
             if len(self._loaded) > 4:  # keep the active model and the latest few

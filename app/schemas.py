@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from n2n_core.models import ARCHITECTURES
+from n2n_core.models import ARCHITECTURES, build, size_multiple
 
 
 class GaussianNoise(BaseModel):
@@ -45,6 +45,13 @@ class TrainRequest(BaseModel):
     patch_size: int = Field(48, ge=16, le=512)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     activate_when_done: bool = False
+
+    @model_validator(mode="after")
+    def patch_fits_architecture(self) -> TrainRequest:
+        mult = size_multiple(build(self.arch))
+        if self.patch_size % mult:
+            raise ValueError(f"patch_size must be a multiple of {mult} for arch {self.arch!r}")
+        return self
 
 
 class Progress(BaseModel):

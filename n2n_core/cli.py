@@ -96,10 +96,17 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from . import images
     from .infer import denoise_picture
 
+    import warnings
+
+    warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     inputs = [Path(p) for p in args.inputs]
     for p in inputs:  # fail before any work on a bad path
         if not p.is_file():
             raise ValueError(f"no such file: {p}")
+    stems = [p.stem for p in inputs]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise ValueError(f"several inputs would write the same output {clash[0]}.png; rename them or run them apart")
     pictures = [(p, images.read(p)) for p in inputs]
     model, _, _ = _load_model(args.weights, args.device)
     out_dir = Path(args.output_dir)

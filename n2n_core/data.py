@@ -143,7 +143,9 @@ class NoisyPairs(PairSource):
     def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
         shapes = [(x.shape[0], x.shape[1]) for x in self.a]
-        patch = min(patch, *(min(s) for s in shapes))
+        smallest = min(min(s) for s in shapes)
+        if smallest < patch:  # round down so that pooling networks still divide evenly
+            patch = max(8, smallest // 8 * 8) if smallest >= 8 else smallest
         ins, tgts = [], []
         for i, top, left, k, flip in _crop_positions(shapes, size, patch, gen):
             pa = _augment(self.a[i][top : top + patch, left : left + patch].permute(2, 0, 1), k, flip)

@@ -61,23 +61,30 @@ def probe(data: bytes) -> tuple[str, int, int]:
         raise ImageError("not a readable image: expected PNG, JPEG, TIFF, WebP or BMP bytes") from None
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"image too large: {e}") from None
-    except (OSError, ValueError, SyntaxError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any decoder failure on untrusted bytes is a bad image
         raise ImageError(f"not a readable image: {e}") from None
+    fmt = "JPEG" if fmt == "MPO" else fmt  # camera JPEGs with embedded previews
     if fmt not in FORMATS:
         raise ImageError(f"unsupported image format {fmt}; use PNG, JPEG, TIFF, WebP or BMP")
     return fmt, w, h
 
 
-def _is_16bit(data: bytes, fmt: str, mode: str) -> bool:
+def _is_16bit(data: bytes, fmt: str, im: Image.Image) -> bool:
     if fmt == "PNG" and len(data) > 24:
         return data[24] == 16  # IHDR bit depth
-    return mode.startswith("I;16") or (fmt == "TIFF" and mode in ("I", "I;16", "I;16B", "I;16L"))
+    if fmt == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return max(bits) == 16 or im.mode.startswith("I;16")
+    return im.mode.startswith("I;16")
 
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1..8) to an (H, W[, C]) array."""
     ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
-           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, 1)[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, -1)[::-1],
            8: lambda x: np.rot90(x, 1)}
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
@@ -113,7 +120,7 @@ def decode(data: bytes) -> Picture:
     try:
         with Image.open(io.BytesIO(data)) as im:
             orientation = im.getexif().get(274, 1) if hasattr(im, "getexif") else 1
-            if _is_16bit(data, fmt, im.mode):
+            if _is_16bit(data, fmt, im):
                 return _decode_16bit(data, fmt, orientation)
             im = ImageOps.exif_transpose(im)
             if im.mode in ("1", "L", "P", "PA", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F", "La", "RGBa"):
@@ -128,7 +135,11 @@ def decode(data: bytes) -> Picture:
             return _from_array(np.array(im.convert("RGB")), 8, fmt)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"image too large: {e}") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - malformed tags, truncated data, codec errors: all bad input
         raise ImageError(f"cannot decode this {fmt} image: {e}") from None
 
 
@@ -150,19 +161,29 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
         px = px[:, :, :-1]
     if px.shape[2] == 1:
         px = px[:, :, 0]
-    if keep16:
-        import cv2
+    limit = {"WEBP": 16383, "JPEG": 65500}.get(fmt)
+    if limit is not None and max(px.shape[:2]) > limit:
+        raise ImageError(f"{fmt} cannot hold an image of {px.shape[1]}x{px.shape[0]} pixels (at most {limit} "
+                         "per side); ask for png")
+    try:
+        if keep16:
+            import cv2
 
-        a = px if px.ndim == 2 else px[:, :, [2, 1, 0, 3][: px.shape[2]]]
-        ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", a)
-        if not ok:
-            raise ImageError("cannot encode 16-bit image")
-        return buf.tobytes()
-    out = io.BytesIO()
-    im = Image.fromarray(px)
-    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    im.save(out, format=fmt, **kwargs)
-    return out.getvalue()
+            if px.ndim == 3 and px.shape[2] == 2:  # grey + alpha: OpenCV has no such PNG mode, widen to RGBA
+                px = np.concatenate([np.repeat(px[:, :, :1], 3, axis=2), px[:, :, 1:]], axis=2)
+            a = px if px.ndim == 2 else px[:, :, [2, 1, 0, 3][: px.shape[2]]]
+            ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", a)
+            if not ok:
+                raise ImageError("cannot encode this 16-bit image")
+            return buf.tobytes()
+        out = io.BytesIO()
+        kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+        Image.fromarray(px).save(out, format=fmt, **kwargs)
+        return out.getvalue()
+    except ImageError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ImageError(f"cannot encode the result as {fmt}: {e}") from None
 
 
 def read(path: str | Path) -> Picture:

@@ -44,7 +44,7 @@ class Gaussian:
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         s = self.sigmas(x.shape[0], gen).view(-1, *([1] * (x.dim() - 1))) / 255.0
-        return x + s * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+        return x + (s * torch.randn(x.shape, generator=gen)).to(x.device, x.dtype)
 
     def spec(self) -> str:
         if self.sigma_range is not None:
@@ -54,7 +54,9 @@ class Gaussian:
 
 @dataclass(frozen=True)
 class Poisson:
-    """Poisson(lam * x) / lam: shot noise with ``lam`` photons at full intensity."""
+    """Poisson(lam * x) / lam: shot noise with ``lam`` photons at full intensity.
+
+    Random numbers come from ``gen`` (a CPU generator, so runs are reproducible on any device)."""
 
     lam: float = 30.0
     kind: str = "poisson"
@@ -64,7 +66,8 @@ class Poisson:
             raise ValueError(f"poisson noise: lam must be > 0, got {self.lam}")
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
-        return torch.poisson(x.clamp(min=0) * self.lam, generator=gen) / self.lam
+        rate = x.clamp(min=0).to("cpu", torch.float32) * self.lam
+        return (torch.poisson(rate, generator=gen) / self.lam).to(x.device, x.dtype)
 
     def spec(self) -> str:
         return f"poisson:{self.lam:g}"
@@ -83,8 +86,8 @@ class Impulse:
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         n, _, h, w = x.shape
-        hit = torch.rand((n, 1, h, w), generator=gen) < self.p
-        return torch.where(hit, torch.rand(x.shape, generator=gen, dtype=x.dtype), x)
+        hit = (torch.rand((n, 1, h, w), generator=gen) < self.p).to(x.device)
+        return torch.where(hit, torch.rand(x.shape, generator=gen).to(x.device, x.dtype), x)
 
     def spec(self) -> str:
         return f"impulse:{self.p:g}"
@@ -103,7 +106,7 @@ class Bernoulli:
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         n, _, h, w = x.shape
-        keep = (torch.rand((n, 1, h, w), generator=gen) >= self.p).to(x.dtype)
+        keep = (torch.rand((n, 1, h, w), generator=gen) >= self.p).to(x.device, x.dtype)
         return x * keep
 
     def spec(self) -> str:

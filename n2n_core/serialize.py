@@ -53,8 +53,11 @@ def load(path: str | os.PathLike[str], device: torch.device | str | None = None,
 def load_with_metadata(path: str | os.PathLike[str], device: torch.device | str | None = None,
                        dtype: torch.dtype | None = None) -> tuple[Module, dict[str, Any]]:
     arch, meta = read_metadata(path)
-    model = Module.from_config(arch)
-    state = load_file(str(path))
+    try:
+        model = Module.from_config(arch)
+        state = load_file(str(path))
+    except (TypeError, KeyError, AttributeError, SafetensorError) as e:
+        raise ValueError(f"{path}: broken model file ({type(e).__name__}: {e})") from None
     model.load_state_dict({k: v.to(model.state_dict()[k].dtype) if k in model.state_dict() else v
                            for k, v in state.items()})
     if device is not None or dtype is not None:

@@ -23,7 +23,7 @@ from .data import BatchLoader, Dataset
 from .infer import denoise
 from .loss import MSE
 from .metrics import psnr
-from .models import build
+from .models import build, size_multiple
 from .module import Module
 from .optim import SGD, Adam, Optimizer
 from .serialize import save
@@ -55,6 +55,11 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd") or self.schedule not in ("cosine-tail", "cosine", "constant"):
             raise ValueError(f"unknown optimizer {self.optimizer!r} or schedule {self.schedule!r}")
+        if self.val_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("val_every and checkpoint_every must be >= 1")
+        mult = size_multiple(build(self.arch))
+        if self.patch_size % mult:
+            raise ValueError(f"patch_size {self.patch_size} must be a multiple of {mult} for arch {self.arch!r}")
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -70,11 +75,18 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return dev
 
 
 @dataclass

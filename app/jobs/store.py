@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    heartbeat_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
 """
@@ -45,6 +46,9 @@ class JobStore:
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(SCHEMA)
+            cols = {r["name"] for r in c.execute("PRAGMA table_info(jobs)")}
+            if "heartbeat_at" not in cols:  # databases made before the lease existed
+                c.execute("ALTER TABLE jobs ADD COLUMN heartbeat_at REAL")
 
     @contextmanager
     def _conn(self):
@@ -76,7 +80,10 @@ class JobStore:
             c.execute("INSERT INTO jobs (id, status, params, progress, metrics, created_at, updated_at) "
                       "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
                       (job_id, json.dumps(params), json.dumps(progress), json.dumps(metrics), now, now))
-        return self.get(job_id)  # type: ignore[return-value]
+        # What was inserted (a re-read could already see the scheduler's claim).
+        return {"id": job_id, "status": "queued", "params": params, "progress": progress, "metrics": metrics,
+                "model_id": None, "error": None, "note": None, "worker_pid": None, "cancel_requested": False,
+                "created_at": now, "started_at": None, "finished_at": None, "updated_at": now, "heartbeat_at": None}
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._conn() as c:
@@ -102,8 +109,8 @@ class JobStore:
                 c.execute("COMMIT")
                 return None
             now = time.time()
-            c.execute("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ? "
-                      "WHERE id = ?", (now, now, r["id"]))
+            c.execute("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ?, "
+                      "heartbeat_at = ? WHERE id = ?", (now, now, now, r["id"]))
             c.execute("COMMIT")
         return self.get(r["id"])
 
@@ -127,13 +134,28 @@ class JobStore:
                       (status, model_id, error, note, now, now, job_id))
 
     def request_cancel(self, job_id: str) -> dict[str, Any] | None:
-        """Flag a job for cancellation; a queued job is cancelled at once."""
+        """Flag a job for cancellation; a queued job is cancelled at once (one atomic statement)."""
+        now = time.time()
         with self._conn() as c:
-            c.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
-        job = self.get(job_id)
-        if job and job["status"] == "queued":
-            self.finish(job_id, "cancelled", note="cancelled before it started")
+            c.execute(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ?, "
+                "finished_at = CASE WHEN status = 'queued' THEN ? ELSE finished_at END, "
+                "note = CASE WHEN status = 'queued' THEN 'cancelled before it started' ELSE note END, "
+                "status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END "
+                "WHERE id = ?", (now, now, job_id))
         return self.get(job_id)
+
+    def heartbeat(self, job_id: str) -> None:
+        with self._conn() as c:
+            c.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", (time.time(), job_id))
+
+    def stale_running(self, max_age: float) -> list[dict[str, Any]]:
+        """Running jobs whose worker has not sent a heartbeat for ``max_age`` seconds."""
+        cutoff = time.time() - max_age
+        with self._conn() as c:
+            rows = c.execute("SELECT * FROM jobs WHERE status = 'running' AND COALESCE(heartbeat_at, updated_at) < ?",
+                             (cutoff,)).fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
 
     def cancel_requested(self, job_id: str) -> bool:
         with self._conn() as c:

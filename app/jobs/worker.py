@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import threading
 import time
 import traceback
@@ -21,20 +20,16 @@ from typing import Any
 from .store import JobStore
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as dead
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+HEARTBEAT_SECONDS = 2.0
+STALE_SECONDS = 15.0  # a running job without a heartbeat for this long has lost its worker
+
+
+def _heartbeat(store: JobStore, job_id: str, halt: threading.Event) -> None:
+    while not halt.wait(HEARTBEAT_SECONDS):
+        try:
+            store.heartbeat(job_id)
+        except Exception:  # noqa: BLE001 - a missed beat is retried; the lease tolerates several
+            pass
 
 
 def run_job(job_id: str, data_dir: str, device: str) -> None:
@@ -54,6 +49,8 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
     if job is None:
         return
     p = job["params"]
+    halt = threading.Event()
+    threading.Thread(target=_heartbeat, args=(store, job_id, halt), daemon=True, name="n2n-heartbeat").start()
     try:
         noise = noise_from_dict(p["noise"])
         data_spec = "builtin" if p["dataset"] == "builtin" else str(Path(data_dir) / "datasets" / p["dataset"])
@@ -97,6 +94,8 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
         store.finish(job_id, "succeeded", model_id=model_id)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
         store.finish(job_id, "failed", error=f"{type(e).__name__}: {e}", note=traceback.format_exc(limit=3)[-2000:])
+    finally:
+        halt.set()
 
 
 class Scheduler:
@@ -114,12 +113,20 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="n2n-scheduler")
 
     def recover(self) -> list[str]:
-        """Jobs left 'running' by a dead worker go back to the queue (they resume from their checkpoint)."""
+        """Settle running jobs whose worker stopped sending heartbeats (the service or the worker died).
+
+        Such a job goes back to the queue and resumes from its last checkpoint; one that was being
+        cancelled ends as cancelled. Jobs of a live worker (ours, or another instance's) are left alone.
+        """
         recovered = []
-        for job in self.store.running():
-            if not _pid_alive(job.get("worker_pid")):
+        for job in self.store.stale_running(STALE_SECONDS):
+            if job["id"] == self._job:
+                continue
+            if job["cancel_requested"]:
+                self.store.finish(job["id"], "cancelled", note="worker lost while cancelling")
+            else:
                 self.store.requeue(job["id"], "service restarted: resuming from the last checkpoint")
-                recovered.append(job["id"])
+            recovered.append(job["id"])
         return recovered
 
     def start(self) -> None:
@@ -132,13 +139,21 @@ class Scheduler:
         if self._proc is not None and self._proc.is_alive():
             self._proc.terminate()
             self._proc.join(5)
-            if self._job:  # the next start resumes it from its checkpoint
-                self.store.requeue(self._job, "service stopped: resuming from the last checkpoint")
+            if self._job:
+                job = self.store.get(self._job)
+                if job and job["cancel_requested"]:
+                    self.store.finish(self._job, "cancelled", note="service stopped while cancelling")
+                else:  # the next start resumes it from its checkpoint
+                    self.store.requeue(self._job, "service stopped: resuming from the last checkpoint")
 
     def _loop(self) -> None:
+        last_recover = time.monotonic()
         while not self._halt.is_set():
             try:
                 self._tick()
+                if time.monotonic() - last_recover > 5:
+                    last_recover = time.monotonic()
+                    self.recover()
             except Exception:  # noqa: BLE001 - the scheduler must outlive any one failure
                 traceback.print_exc()
             self._halt.wait(self.poll)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from ..deps import MetricsDep, QueueDep, SettingsDep
 from ..denoiser import QueueFull
 from ..imaging import check_header
-from ..registry import UnknownModel
+from ..registry import BrokenModel, NoActiveModel, UnknownModel
 
 router = APIRouter(tags=["denoise"])
 
@@ -71,6 +71,9 @@ async def denoise(
         raise HTTPException(503, "the denoising queue is full; retry shortly", headers={"Retry-After": "2"}) from None
     except UnknownModel:
         raise HTTPException(404, f"unknown model {model!r}; see GET /models") from None
+    except (NoActiveModel, BrokenModel) as e:
+        raise HTTPException(503, f"{e}; activate a working model (POST /models/ID/activate)",
+                            headers={"Retry-After": "10"}) from None
     metrics.count_image()
     return Response(result.content, media_type=result.media_type,
                     headers={"X-Model-Id": result.model_id,

@@ -17,10 +17,11 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "no model loaded yet"}})
 def readyz(request: Request, registry: RegistryDep) -> JSONResponse:
-    if registry.active_id is None:
-        error = getattr(request.app.state, "startup_error", None)
-        return JSONResponse({"status": "loading", "error": error}, status_code=503)
-    return JSONResponse({"status": "ready", "model": registry.active_id, "device": str(registry.device)})
+    active = registry.active_id
+    error = getattr(request.app.state, "startup_error", None)
+    if active is None or (error and not registry.is_loaded(active)):
+        return JSONResponse({"status": "not ready", "error": error or "no model loaded yet"}, status_code=503)
+    return JSONResponse({"status": "ready", "model": active, "device": str(registry.device)})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

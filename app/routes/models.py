@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
 from ..deps import Authorized, RegistryDep
-from ..registry import UnknownModel
+from ..registry import BrokenModel, UnknownModel
 from ..schemas import Message, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -26,10 +26,12 @@ def get_model(model_id: str, registry: RegistryDep) -> ModelInfo:
 
 
 @router.post("/{model_id}/activate", response_model=ModelInfo, dependencies=[Authorized],
-             responses={404: {"model": Message}, 401: {"model": Message}})
+             responses={404: {"model": Message}, 401: {"model": Message}, 409: {"model": Message}})
 async def activate(model_id: str, registry: RegistryDep) -> ModelInfo:
     try:
         await run_in_threadpool(registry.activate, model_id)
     except UnknownModel:
         raise HTTPException(404, f"unknown model {model_id!r}") from None
+    except BrokenModel as e:
+        raise HTTPException(409, str(e)) from None
     return get_model(model_id, registry)

@@ -65,3 +65,12 @@ def test_zip_bomb_and_file_count(tmp_path, tiny_weights):
         assert r.status_code == 413
         assert not [p for p in (tmp_path / "d" / "datasets").iterdir()] if (tmp_path / "d" / "datasets").exists() \
             else True
+
+
+def test_corrupt_member_is_400_not_500(client):
+    data = bytearray(_zip({"a.png": png_bytes(rgb(64, 64, 1)) * 3}))
+    idx = data.find(b"IDAT")
+    for i in range(40, 200):  # damage the compressed stream of the first member
+        data[i] ^= 0xFF
+    r = client.post("/datasets", content=bytes(data), headers={**AUTH, "content-type": "application/zip"})
+    assert r.status_code == 400 and r.json()["detail"], (idx, r.text)

@@ -155,3 +155,9 @@ def test_beyond_the_queue_limit_requests_get_503_with_retry_after(tmp_path, tiny
         assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
         assert all(r.headers.get("retry-after") for r in responses if r.status_code == 503)
         assert c.get("/healthz").status_code == 200
+
+
+def test_unencodable_output_is_4xx(client):
+    wide = png_bytes(np.zeros((2, 17000, 3), np.uint8))
+    r = client.post("/denoise?format=webp", content=wide, headers={"content-type": "image/png"})
+    assert r.status_code == 400 and "png" in r.json()["detail"]

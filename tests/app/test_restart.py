@@ -24,7 +24,7 @@ def test_jobs_and_models_survive_a_restart_and_orphans_resume(tmp_path, tiny_wei
     db = sqlite3.connect(data_dir / "jobs.sqlite3")
     params = {"dataset": "builtin", "noise": {"kind": "gaussian", "sigma": 25}, "arch": "tiny", "steps": 4,
               "batch_size": 2, "learning_rate": 1e-3, "patch_size": 32, "seed": 0, "activate_when_done": False}
-    now = time.time()
+    now = time.time() - 60  # its worker died a minute ago: no heartbeat since
     db.execute("INSERT INTO jobs (id, status, params, progress, metrics, worker_pid, created_at, started_at, updated_at)"
                " VALUES ('j-orphan', 'running', ?, ?, ?, 999999, ?, ?, ?)",
                (json.dumps(params), json.dumps({"step": 2, "total": 4, "fraction": 0.5}),

@@ -95,3 +95,8 @@ def test_cancel_running_job_ends_within_seconds(client):
 def test_unknown_job_is_404(client):
     assert client.get("/train/nope").status_code == 404
     assert client.post("/train/nope/cancel", headers=AUTH).status_code == 404
+
+
+def test_patch_size_must_fit_the_architecture(client):
+    r = client.post("/train", json={"dataset": "builtin", "arch": "n2n-unet", "patch_size": 48}, headers=AUTH)
+    assert r.status_code == 422 and "multiple of 32" in r.text
