@@ -31,6 +31,8 @@ Pair = tuple[int, int]
 
 #: values in one block of columns (2 MiB of float32): small enough to stay in a core's cache.
 CHUNK_ELEMENTS = 1 << 19
+#: on a GPU, blocks only bound memory: large GEMMs keep it busy (64 Mi values = 256 MiB of float32).
+CUDA_CHUNK_ELEMENTS = 1 << 26
 
 
 def conv2d_output_size(size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
@@ -98,13 +100,14 @@ def _im2col(xp: Tensor, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, o
     return windows.reshape(n * out[0] * out[1], kernel[0] * kernel[1] * c)
 
 
-def _blocks(n: int, out: Pair, k: int) -> list[tuple[slice, slice]]:
+def _blocks(n: int, out: Pair, k: int, device: torch.device) -> list[tuple[slice, slice]]:
     """Split the (N, Ho) output rows into blocks of about CHUNK_ELEMENTS column values.
 
     A block is either whole images or rows of one image, so its output rows are contiguous.
     """
     ho, wo = out
-    rows = max(1, CHUNK_ELEMENTS // max(1, wo * k))
+    limit = CHUNK_ELEMENTS if device.type == "cpu" else max(CHUNK_ELEMENTS, CUDA_CHUNK_ELEMENTS)
+    rows = max(1, limit // max(1, wo * k))
     if rows >= ho:
         step = max(1, rows // ho)
         return [(slice(i, min(n, i + step)), slice(0, ho)) for i in range(0, n, step)]
@@ -126,7 +129,7 @@ def _conv_gemm(xp: Tensor, wt: Tensor, bias: Tensor | None, kernel: Pair, stride
     """
     n, o = xp.shape[0], wt.shape[1]
     y = xp.new_empty((n, out[0], out[1], o))
-    for block in _blocks(n, out, wt.shape[0]):
+    for block in _blocks(n, out, wt.shape[0], xp.device):
         cols = _block_cols(xp, block, kernel, stride, dilation, out[1], offset)
         dst = y[block].view(-1, o)
         if bias is None:
@@ -146,7 +149,7 @@ def _conv_weight_grad(xp: Tensor, g: Tensor, kernel: Pair, stride: Pair, dilatio
     n, ho, wo, o = g.shape
     acc = None
     y = xp.new_empty((n, ho, wo, wt.shape[1])) if wt is not None else None
-    for block in _blocks(n, (ho, wo), kernel[0] * kernel[1] * xp.shape[3]):
+    for block in _blocks(n, (ho, wo), kernel[0] * kernel[1] * xp.shape[3], xp.device):
         cols = _block_cols(xp, block, kernel, stride, dilation, wo, (0, 0))
         gt = g[block].reshape(-1, o).t()
         acc = gt @ cols if acc is None else acc.addmm_(gt, cols)
