@@ -1,4 +1,4 @@
-"""Optimizers with torch.optim's update rules (single-tensor form).
+"""Optimizers with PyTorch's SGD and Adam update rules (single-tensor form).
 
 ``step()`` reads the gradients the latest ``forward_and_vjp`` stored in each module's
 ``d_weight`` / ``d_bias`` (overwritten, never accumulated: no zero_grad needed).

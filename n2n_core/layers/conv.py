@@ -81,7 +81,7 @@ class _ConvBase(Module):
 
 
 class Conv2d(_ConvBase):
-    """2-d cross-correlation, torch.nn.Conv2d's semantics and parameter shapes.
+    """2-d cross-correlation, PyTorch's Conv2d semantics and parameter shapes.
 
     weight: (out_channels, in_channels, kh, kw), bias: (out_channels,).
     x: (N, C_in, H, W) -> y: (N, C_out, Ho, Wo), Ho = floor((H + 2p - d(kh-1) - 1)/s) + 1.
@@ -114,7 +114,7 @@ class Conv2d(_ConvBase):
 
 
 class TransposeConv2d(_ConvBase):
-    """2-d transposed convolution, torch.nn.ConvTranspose2d's semantics and parameter shapes.
+    """2-d transposed convolution, PyTorch's ConvTranspose2d semantics and parameter shapes.
 
     weight: (in_channels, out_channels, kh, kw), bias: (out_channels,).
     x: (N, C_in, H, W) -> y: (N, C_out, Ho, Wo), Ho = (H - 1)s - 2p + d(kh-1) + op + 1.
