@@ -12,7 +12,7 @@ from n2n_core.noise import Gaussian
 from n2n_core.weights import WEIGHTS_DIR, shipped
 
 
-@pytest.mark.parametrize("name", ["default", "seed"])
+@pytest.mark.parametrize("name", ["default", "fast", "seed"])
 def test_shipped_model_loads_with_a_card(name):
     path = shipped()[name]
     model = load(path)
