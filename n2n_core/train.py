@@ -205,7 +205,7 @@ class Trainer:
                 if val is not None or now - last_report >= self.progress_seconds or self.step == cfg.steps:
                     last_report = now
                     self._report(loss=window[-1] if window else self.history[-1]["loss"], lr=self.optim.lr,
-                                 val_psnr=val if val is not None else self._last_val(), elapsed=self.elapsed)
+                                 val_psnr=val if val is not None else self.last_val_psnr(), elapsed=self.elapsed)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
         finally:
@@ -220,14 +220,14 @@ class Trainer:
             result.weights = str(self.write_outputs())
         return result
 
-    def _last_val(self) -> float | None:
+    def last_val_psnr(self) -> float | None:
         vals = [h["val_psnr"] for h in self.history if h.get("val_psnr") is not None]
         return vals[-1] if vals else None
 
     def write_outputs(self) -> Path:
         """Final weights (with training metadata), the history JSON and its plot."""
         meta = {"config": asdict(self.cfg), "steps": self.step, "seconds": round(self.elapsed, 1),
-                "device": str(self.device), "val_psnr": self._last_val(), "parameters": self.model.num_parameters(),
+                "device": str(self.device), "val_psnr": self.last_val_psnr(), "parameters": self.model.num_parameters(),
                 "data": self.data.train.describe()}
         save(self.model, self.out, metadata=meta)
         hist = self.out.with_suffix(".history.json")

@@ -87,7 +87,7 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
         model_id = register_model(Path(data_dir) / "models", out, card)
         store.update_progress(job_id, {"step": result.step, "total": cfg.steps, "fraction": 1.0},
                               {"loss": result.history[-1]["loss"] if result.history else None,
-                               "val_psnr": trainer._last_val(), "elapsed_seconds": round(result.seconds, 2),
+                               "val_psnr": trainer.last_val_psnr(), "elapsed_seconds": round(result.seconds, 2),
                                "history": [{k: h[k] for k in ("step", "loss", "val_psnr")} for h in result.history]})
         if p.get("activate_when_done"):
             write_active(Path(data_dir) / "active.json", model_id)
