@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from n2n_core.models import ARCHITECTURES, build, size_multiple
 
 
+PRIVATE_PARAMS = frozenset({"init_weights"})  # stored with a job for its worker, never returned
+
+
 class GaussianNoise(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["gaussian"]
@@ -38,7 +41,11 @@ class TrainRequest(BaseModel):
     dataset: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                          description="'builtin' or an id from POST /datasets")
     noise: Noise = Field(default_factory=lambda: GaussianNoise(kind="gaussian", sigma=25))
-    arch: Literal[tuple(sorted(ARCHITECTURES))] = "fast"  # type: ignore[valid-type]
+    arch: Literal[tuple(sorted(ARCHITECTURES))] | None = Field(  # type: ignore[valid-type]
+        None, description="network; default: that of init_model, else 'fast'")
+    init_model: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                                   description="fine-tune: start from this model id (GET /models) instead of a fresh "
+                                   "network; e.g. 'default' to adapt the shipped model to your own photos")
     steps: int = Field(1000, ge=1, le=10_000_000)
     batch_size: int = Field(8, ge=1, le=256)
     learning_rate: float = Field(1e-3, gt=0, le=1.0)
@@ -48,6 +55,10 @@ class TrainRequest(BaseModel):
 
     @model_validator(mode="after")
     def patch_fits_architecture(self) -> TrainRequest:
+        if self.arch is None:
+            if self.init_model is not None:
+                return self  # the route fills in the init model's architecture, then checks the patch
+            self.arch = "fast"
         mult = size_multiple(build(self.arch))
         if self.patch_size % mult:
             raise ValueError(f"patch_size must be a multiple of {mult} for arch {self.arch!r}")
@@ -75,7 +86,9 @@ class Job(BaseModel):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
-        return cls(**{k: row.get(k) for k in cls.model_fields})
+        fields = {k: row.get(k) for k in cls.model_fields}
+        fields["params"] = {k: v for k, v in (fields["params"] or {}).items() if k not in PRIVATE_PARAMS}
+        return cls(**fields)
 
 
 class ModelInfo(BaseModel):

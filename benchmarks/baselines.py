@@ -5,7 +5,8 @@ Every method sees the same 8-bit noisy PNG-equivalent images that ``n2n eval`` u
 Results are cached per image in benchmarks/results/baselines_<set>_sigma<S>.json, so the slow
 BM3D run (about 40 s per image here) is done once and resumed if interrupted.
 
-    python benchmarks/baselines.py --data ../shared/data/CBSD68 [--methods bm3d,opencv_nlm,skimage_nlm]
+    python benchmarks/baselines.py --data ../shared/data/CBSD68 [--sigma 25] [--methods bm3d,opencv_nlm,skimage_nlm]
+    python benchmarks/baselines.py --data skimage
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, machine  # noqa: E402
+from benchmarks.common import RESULTS, benchmark_images, machine  # noqa: E402
 from n2n_core.atomic import atomic_write_text  # noqa: E402
-from n2n_core.data import list_images, load_rgb8, synthetic_val  # noqa: E402
+from n2n_core.data import synthetic_val  # noqa: E402
 from n2n_core.metrics import psnr  # noqa: E402
 from n2n_core.noise import Gaussian  # noqa: E402
 
@@ -52,7 +53,7 @@ def run_method(name: str, noisy: np.ndarray, sigma: float) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", required=True, help="folder of clean photographs, or skimage")
     ap.add_argument("--sigma", type=float, default=25)
     ap.add_argument("--methods", default="noisy,opencv_nlm,skimage_nlm,bm3d")
     ap.add_argument("--limit", type=int, default=None)
@@ -60,8 +61,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    files = list_images(args.data)[: args.limit]
-    pairs = synthetic_val([load_rgb8(f) for f in files], Gaussian(args.sigma))
+    files, images = benchmark_images(args.data, args.limit)
+    pairs = synthetic_val(images, Gaussian(args.sigma))
     out = RESULTS / f"baselines_{Path(args.data).name}_sigma{args.sigma:g}.json"
     res = json.loads(out.read_text()) if out.exists() else {"per_image": {}}
     res["protocol"] = "8-bit noisy input (clean + N(0, sigma), rounded, clipped), seed = image index"

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
 
 from benchmarks.common import interleaved, machine, median, save_results  # noqa: E402
 from n2n_core import MSE, SGD  # noqa: E402
-from seed import seed_n2n, seed_torch_from  # noqa: E402
+from mirror import seed_n2n, seed_torch_from  # noqa: E402
 
 
 def main() -> None:

@@ -18,18 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine, save_results  # noqa: E402
+from benchmarks.common import benchmark_images, machine, save_results  # noqa: E402
 from n2n_core.card import add_metric  # noqa: E402
 from n2n_core.evaluate import evaluate  # noqa: E402
-from n2n_core.data import (  # noqa: E402
-    BUILTIN_TRAIN,
-    BUILTIN_VAL,
-    builtin_images,
-    list_images,
-    load_rgb8,
-    synthetic_val,
-    to_tensor,
-)
+from n2n_core.data import synthetic_val, to_tensor  # noqa: E402
 from n2n_core.infer import denoise  # noqa: E402
 from n2n_core.noise import parse_noise  # noqa: E402
 from n2n_core.serialize import load  # noqa: E402
@@ -47,13 +39,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model = load(args.weights)
     noise = parse_noise(args.noise)
-    if args.data == "skimage":  # scikit-image's photographs: held out for models trained on CBSD432
-        names = BUILTIN_TRAIN + BUILTIN_VAL
-        files = [Path(n + ".png") for n in names][: args.limit]
-        images = builtin_images(names)[: args.limit]
-    else:
-        files = list_images(args.data)[: args.limit]
-        images = [load_rgb8(f) for f in files]
+    files, images = benchmark_images(args.data, args.limit)
     if args.float:
         pairs = []
         for i, img in enumerate(images):

@@ -25,9 +25,25 @@ def write_card(weights: Path, trainer: Any) -> Path:
                      "seed": cfg["seed"], "wall_seconds": round(trainer.elapsed, 1), "device": str(trainer.device),
                      "targets": "noisy (Noise2Noise): no clean image was used for training"},
     })
+    if cfg.get("init"):
+        card["training"]["init"] = cfg["init"]
+        prior = _card_of(cfg["init"])
+        if prior.get("training"):
+            card["training"]["init_training"] = prior["training"]
     card.setdefault("metrics", [])
     atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
     return card_path
+
+
+def _card_of(spec: str) -> dict[str, Any]:
+    """The card of a weights file or shipped name, or {} when there is none."""
+    from .weights import resolve
+
+    try:
+        path = resolve(spec).with_suffix(".json")
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, OSError, json.JSONDecodeError):
+        return {}
 
 
 def add_metric(weights: Path, metric: dict[str, Any]) -> Path:

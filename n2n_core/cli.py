@@ -29,20 +29,31 @@ def _load_model(weights: str | None, device: str):
 # ----------------------------------------------------------------------------- train
 
 
+def _arch_of_weights(spec: str) -> str:
+    from .models import arch_of
+    from .serialize import read_metadata
+    from .weights import resolve
+
+    arch = arch_of(read_metadata(resolve(spec))[0])
+    if arch is None:
+        raise ValueError(f"the weights {spec!r} are not one of the named architectures; pass --arch")
+    return arch
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .card import write_card
     from .data import open_dataset
     from .noise import parse_noise
     from .train import TrainConfig, Trainer
 
-    cfg = TrainConfig(arch=args.arch, steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
-                      learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
+    arch = args.arch or (_arch_of_weights(args.init) if args.init else "unet-s")
+    cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, batch_size=args.batch_size,
+                      patch_size=args.patch_size, learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
                       device=args.device, noise=args.noise, data=args.data, val_every=args.val_every,
                       checkpoint_every=args.checkpoint_every)
     cfg.validate()
     noise = parse_noise(args.noise)
     data = open_dataset(args.data, noise, val_spec=args.val, seed=args.seed)
-    bar = _progress_bar(cfg.steps, f"train {cfg.arch}")
 
     def progress(info: dict[str, Any]) -> None:
         bar.n = info["step"]
@@ -50,9 +61,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if info.get("val_psnr") is not None:
             post["val"] = f"{info['val_psnr']:.2f}dB"
         bar.set_postfix(post, refresh=True)
+        if bar.disable and (info["step"] % cfg.val_every == 0 or info["step"] == cfg.steps):  # logs: a line per validation
+            print(f"step {info['step']}/{cfg.steps} " + " ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr,
+                  flush=True)
 
-    print(f"training {cfg.arch} on {data.train.describe()}, {len(data.val)} validation images", file=sys.stderr)
     trainer = Trainer(cfg, data, args.out, progress=progress, progress_seconds=0.5)
+    print(f"training {cfg.arch} on {data.train.describe()}, {len(data.val)} validation images", file=sys.stderr)
+    bar = _progress_bar(cfg.steps, f"train {cfg.arch}")
     if not args.resume and trainer.checkpoint_path.exists():
         trainer.checkpoint_path.unlink()
     try:
@@ -147,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val", default=None, help="validation data: folder of clean images, builtin, or a course "
                    ".pkl/.pt of (noisy, clean)")
     t.add_argument("--noise", default="gaussian:25", help="gaussian:25 | gaussian:0-50 | poisson:30 | impulse:0.2")
-    t.add_argument("--arch", default="unet-s", help="architecture (seed, tiny, fast, unet-s, unet, n2n-unet)")
+    t.add_argument("--arch", default=None, help="architecture: seed, tiny, fast, unet-s, unet, n2n-unet "
+                   "(default: that of --init, else unet-s)")
+    t.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="fine-tune: start from these weights (a file or a shipped name such as default)")
     t.add_argument("--steps", type=int, default=10_000)
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--patch-size", type=int, default=64)

@@ -95,6 +95,11 @@ def build(name: str, **kwargs: Any) -> Module:
     return ARCHITECTURES[name](**kwargs)
 
 
+def arch_of(config: dict[str, Any]) -> str | None:
+    """The name in ``ARCHITECTURES`` whose fresh model has this ``Module.config()``, or None."""
+    return next((name for name, make in ARCHITECTURES.items() if make().config() == config), None)
+
+
 def size_multiple(model: Module) -> int:
     """Input sides must be multiples of this: the product of every pooling and conv stride factor."""
     f = 1

@@ -26,7 +26,8 @@ from .metrics import psnr
 from .models import build, size_multiple
 from .module import Module
 from .optim import SGD, Adam, Optimizer
-from .serialize import save
+from .serialize import load, save
+from .weights import resolve
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrainConfig:
     device: str = "auto"
     noise: str = "gaussian:25"
     data: str = "builtin"
+    init: str | None = None  # start from these weights (a path or a shipped name) instead of a fresh init
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.patch_size < 8:
@@ -72,6 +74,17 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
         return base
     frac = (step - start) / max(1, cfg.steps - start)
     return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def initial_model(cfg: TrainConfig) -> Module:
+    """``build(cfg.arch)`` with a fresh init, or the weights named by ``cfg.init`` (same architecture)."""
+    model = build(cfg.arch)
+    if cfg.init is None:
+        return model
+    start = load(resolve(cfg.init))
+    if start.config() != model.config():
+        raise ValueError(f"init weights {cfg.init!r} are not a {cfg.arch!r} network; pass the matching arch")
+    return start
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,7 +131,7 @@ class Trainer:
         self.progress_seconds = progress_seconds
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.model = (model or build(cfg.arch)).to(self.device)
+        self.model = (model or initial_model(cfg)).to(self.device)
         self.optim: Optimizer = (Adam(self.model, cfg.learning_rate) if cfg.optimizer == "adam"
                                  else SGD(self.model, cfg.learning_rate, momentum=0.9))
         self.history: list[dict[str, Any]] = []

@@ -55,6 +55,7 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
         noise = noise_from_dict(p["noise"])
         data_spec = "builtin" if p["dataset"] == "builtin" else str(Path(data_dir) / "datasets" / p["dataset"])
         cfg = TrainConfig(arch=p["arch"], steps=p["steps"], batch_size=p["batch_size"], patch_size=p["patch_size"],
+                          init=p.get("init_weights"),
                           learning_rate=p["learning_rate"], seed=p["seed"], device=device, noise=noise.spec(),
                           data=p["dataset"], val_every=max(1, p.get("val_every") or max(p["steps"] // 10, 1)),
                           checkpoint_every=max(1, min(500, p["steps"] // 5 or 1)))
@@ -84,6 +85,8 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
             return
         card = json.loads(write_card(out, trainer).read_text())
         card["job_id"] = job_id
+        if p.get("init_model"):
+            card["training"]["init"] = p["init_model"]  # the model id, not a server path
         model_id = register_model(Path(data_dir) / "models", out, card)
         store.update_progress(job_id, {"step": result.step, "total": cfg.steps, "fraction": 1.0},
                               {"loss": result.history[-1]["loss"] if result.history else None,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
+from n2n_core.models import arch_of, build, size_multiple
 from n2n_core.noise import noise_from_dict
+from n2n_core.serialize import read_metadata
 
 from ..datasets import dataset_exists
-from ..deps import Authorized, SettingsDep, StoreDep
+from ..deps import Authorized, RegistryDep, SettingsDep, StoreDep
+from ..registry import ModelRegistry, UnknownModel
 from ..schemas import Job, Message, TrainRequest
 
 router = APIRouter(prefix="/train", tags=["train"])
@@ -16,15 +19,41 @@ NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
 
 @router.post("", status_code=202, response_model=Job, dependencies=[Authorized],
              responses={401: {"model": Message}, 422: {"description": "invalid body"}})
-def start(req: TrainRequest, response: Response, store: StoreDep, settings: SettingsDep) -> Job:
+def start(req: TrainRequest, response: Response, store: StoreDep, settings: SettingsDep,
+          registry: RegistryDep) -> Job:
     if req.dataset != "builtin" and not dataset_exists(settings.data_dir / "datasets", req.dataset):
         raise HTTPException(422, f"unknown dataset {req.dataset!r}: use 'builtin' or an id from POST /datasets")
+    init_weights = None
+    if req.init_model is not None:
+        req, init_weights = _with_init_arch(req, registry)
     params = req.model_dump()
+    if init_weights is not None:
+        params["init_weights"] = init_weights  # for the worker; not shown in responses (PRIVATE_PARAMS)
     params["noise"] = {k: v for k, v in params["noise"].items() if v is not None}
     noise_from_dict(params["noise"])  # validated again by the core
     job = store.create(params)
     response.headers["Location"] = f"/train/{job['id']}"
     return Job.from_row(job)
+
+
+def _with_init_arch(req: TrainRequest, registry: ModelRegistry) -> tuple[TrainRequest, str]:
+    """(the request with the init model's architecture filled in, its weights file); 422 when it cannot
+    start from that model."""
+    try:
+        path = registry.entry(req.init_model).path
+        arch = arch_of(read_metadata(path)[0])
+    except UnknownModel:
+        raise HTTPException(422, f"unknown init_model {req.init_model!r}: see GET /models") from None
+    except ValueError as e:
+        raise HTTPException(422, f"init_model {req.init_model!r} cannot be read: {e}") from None
+    if arch is None:
+        raise HTTPException(422, f"init_model {req.init_model!r} is not one of the named architectures")
+    if req.arch is not None and req.arch != arch:
+        raise HTTPException(422, f"init_model {req.init_model!r} is a {arch!r} network, not {req.arch!r}")
+    mult = size_multiple(build(arch))
+    if req.patch_size % mult:
+        raise HTTPException(422, f"patch_size must be a multiple of {mult} for arch {arch!r}")
+    return req.model_copy(update={"arch": arch}), str(path)
 
 
 @router.get("", response_model=list[Job])

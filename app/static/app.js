@@ -27,7 +27,15 @@ async function loadModels() {
     if (!resp.ok) throw new Error(await errorText(resp));
     const body = await resp.json();
     sel.innerHTML = "";
+    const init = $("init");
+    const chosen = init.value;
+    init.length = 1;  // keep "a fresh network"
     for (const m of body.models) {
+      const start = document.createElement("option");
+      start.value = m.id;
+      start.textContent = m.id;
+      start.selected = m.id === chosen;
+      init.appendChild(start);
       const opt = document.createElement("option");
       opt.value = m.id;
       const arch = m.card && m.card.architecture ? ` (${m.card.architecture})` : "";
@@ -168,6 +176,7 @@ async function startTraining(ev) {
     const zip = $("zip").files[0];
     if (zip) dataset = await uploadZip(zip);
     const body = { dataset, noise: NOISE[$("noise").value], steps: Number($("steps").value) };
+    if ($("init").value) body.init_model = $("init").value;
     const resp = await fetch("/train", { method: "POST", body: JSON.stringify(body),
                                          headers: authHeaders({ "Content-Type": "application/json" }) });
     if (!resp.ok) throw new Error(await errorText(resp));

@@ -100,3 +100,21 @@ def test_unknown_job_is_404(client):
 def test_patch_size_must_fit_the_architecture(client):
     r = client.post("/train", json={"dataset": "builtin", "arch": "n2n-unet", "patch_size": 48}, headers=AUTH)
     assert r.status_code == 422 and "multiple of 32" in r.text
+
+
+def test_fine_tune_starts_from_a_registered_model(client):
+    start_id = client.get("/models").json()["active"]
+    for body, message in (({"init_model": "nope"}, "unknown init_model"),
+                          ({"init_model": start_id, "arch": "fast"}, "not 'fast'"),
+                          ({"init_model": start_id, "patch_size": 17}, "multiple of 2"),
+                          ({"init_model": "../x"}, "init_model")):
+        r = client.post("/train", json={"dataset": "builtin", **body}, headers=AUTH)
+        assert r.status_code == 422 and message in r.text, (body, r.text)
+    r = client.post("/train", json={"dataset": "builtin", "init_model": start_id, "steps": 4, "batch_size": 2,
+                                    "patch_size": 32}, headers=AUTH)
+    assert r.status_code == 202 and r.json()["params"]["arch"] == "tiny", r.text
+    assert "init_weights" not in r.text  # no server paths in responses
+    job = wait_for(client, r.json()["id"], timeout=60)
+    assert job["status"] == "succeeded", job
+    card = next(m for m in client.get("/models").json()["models"] if m["id"] == job["model_id"])["card"]
+    assert card["architecture"] == "tiny" and card["training"]["init"] == start_id

@@ -7,6 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import n2n_core
@@ -75,6 +76,23 @@ def test_train_then_eval_json(tmp_path, capsys):
     assert main(["eval", "--data", "builtin", "--weights", str(out), "--json", "--noise", "gaussian:25"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["images"] == 2 and 10 < ev["noisy_psnr"] < 30 and "ssim" in ev
+
+
+def test_train_init_fine_tunes_from_weights_of_the_same_arch(tmp_path, tiny, capsys):
+    out = tmp_path / "ft.safetensors"
+    assert main(["train", "--data", "builtin", "--init", str(tiny), "--steps", "1", "--lr", "1e-12", "--batch-size", "2",
+                 "--patch-size", "32", "--val-every", "1", "--out", str(out)]) == 0
+    start, tuned = n2n_core.load(tiny), n2n_core.load(out)
+    assert start.config() == tuned.config()  # arch taken from the init weights
+    for a, b in zip(start.parameters(), tuned.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["architecture"] == "tiny" and card["training"]["init"] == str(tiny)
+    capsys.readouterr()
+    assert main(["train", "--data", "builtin", "--init", str(tiny), "--arch", "fast", "--steps", "1",
+                 "--out", str(tmp_path / "x.safetensors")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a 'fast' network" in err[0]
 
 
 def test_help_everywhere():

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from n2n_core import MSE, Conv2d, LeakyReLU, ReLU, Sequential, Sigmoid
 
-from .seed import seed_n2n, seed_torch_from
+from .mirror import seed_n2n, seed_torch_from
 
 
 def test_sequential_is_iterable_and_indexable():

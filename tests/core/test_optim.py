@@ -5,7 +5,7 @@ import torch
 
 from n2n_core import MSE, SGD, Adam
 
-from .seed import seed_n2n, seed_torch_from
+from .mirror import seed_n2n, seed_torch_from
 
 OPTIMIZERS = {
     "sgd_momentum": (lambda m: SGD(m, lr=0.5, momentum=0.9),
