@@ -35,8 +35,47 @@ def denoisers_table() -> str:
     return "\n".join(rows)
 
 
+NOISES = (("gaussian15", 15), ("gaussian25", 25), ("gaussian50", 50), ("poisson30", None))
+
+
+def noise_levels_table(data: str = "CBSD68") -> str:
+    """Each model and BM3D at every noise level, on the same 8-bit noisy images per column."""
+    head = " | ".join({"gaussian15": "σ=15", "gaussian25": "σ=25", "gaussian50": "σ=50",
+                       "poisson30": "Poisson, 30 photons"}[n] for n, _ in NOISES)
+    rows = [f"| {data}, 8-bit noisy input | {head} |", "|---|" + "---|" * len(NOISES)]
+    noisy = [load(f"eval_blind_{data}_{n}_8-bit") or load(f"eval_default_{data}_{n}_8-bit") for n, _ in NOISES]
+    rows.append("| noisy input | " + " | ".join(f"{e['noisy_psnr']:.2f}" if e else "—" for e in noisy) + " |")
+    bm3d = []
+    for n, sigma in NOISES:
+        b = load(f"baselines_{data}_sigma{sigma}") if sigma else None
+        s = b and b.get("summary", {}).get("bm3d")
+        bm3d.append(f"{s['psnr']:.2f}" + ("" if s["images"] == 68 or data != "CBSD68" else f" ({s['images']} images)")
+                    if s else "—")
+    rows.append("| BM3D (σ given) | " + " | ".join(bm3d) + " |")
+    for w, label in (("default", "n2n `default` (trained at σ=25)"), ("blind", "n2n `blind` (trained at σ 0–50)")):
+        es = [load(f"eval_{w}_{data}_{n}_8-bit") for n, _ in NOISES]
+        rows.append(f"| {label} | " + " | ".join(f"{e['psnr']:.2f}" if e else "—" for e in es) + " |")
+    return "\n".join(rows)
+
+
+def parity_table(arch: str = "unet-s") -> str:
+    st = load(f"parity_{arch}")
+    if not st:
+        return ""
+    rows = [f"| {arch}, {st['steps']} steps, CBSD68 σ=25 (8-bit) | mean ± std over seeds | runs | train seconds |",
+            "|---|---|---|---|"]
+    for k, v in st["results"].items():
+        rows.append(f"| {k} | {v['mean']:.2f} ± {v['std']:.2f} dB | {', '.join(f'{x:.2f}' for x in v['runs'])} | "
+                    f"{', '.join(f'{x:.0f}' for x in v['train_seconds'])} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     print(denoisers_table())
+    print()
+    print(noise_levels_table())
+    print()
+    print(parity_table())
     print()
     for w in ("default", "seed"):
         for proto in ("8-bit", "float"):

@@ -44,8 +44,8 @@ def _with_init_arch(req: TrainRequest, registry: ModelRegistry) -> tuple[TrainRe
         arch = arch_of(read_metadata(path)[0])
     except UnknownModel:
         raise HTTPException(422, f"unknown init_model {req.init_model!r}: see GET /models") from None
-    except ValueError as e:
-        raise HTTPException(422, f"init_model {req.init_model!r} cannot be read: {e}") from None
+    except ValueError:
+        raise HTTPException(422, f"init_model {req.init_model!r} is not a readable weights file") from None
     if arch is None:
         raise HTTPException(422, f"init_model {req.init_model!r} is not one of the named architectures")
     if req.arch is not None and req.arch != arch:
