@@ -45,13 +45,15 @@ def noise_levels_table(data: str = "CBSD68") -> str:
     rows = [f"| {data}, 8-bit noisy input | {head} |", "|---|" + "---|" * len(NOISES)]
     noisy = [load(f"eval_blind_{data}_{n}_8-bit") or load(f"eval_default_{data}_{n}_8-bit") for n, _ in NOISES]
     rows.append("| noisy input | " + " | ".join(f"{e['noisy_psnr']:.2f}" if e else "—" for e in noisy) + " |")
-    bm3d = []
-    for n, sigma in NOISES:
-        b = load(f"baselines_{data}_sigma{sigma}") if sigma else None
-        s = b and b.get("summary", {}).get("bm3d")
-        bm3d.append(f"{s['psnr']:.2f}" + ("" if s["images"] == 68 or data != "CBSD68" else f" ({s['images']} images)")
-                    if s else "—")
-    rows.append("| BM3D (σ given) | " + " | ".join(bm3d) + " |")
+    for method, label in (("opencv_nlm", "OpenCV NLM (h=0.6σ, σ given)"),
+                          ("skimage_nlm", "scikit-image NLM (σ given)"), ("bm3d", "BM3D (σ given)")):
+        cells = []
+        for _, sigma in NOISES:
+            b = load(f"baselines_{data}_sigma{sigma}") if sigma else None
+            s = b and b.get("summary", {}).get(method)
+            cells.append(f"{s['psnr']:.2f}" + (f" ({s['images']} images)" if data == "CBSD68" and s["images"] != 68
+                                                else "") if s else "—")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     for w, label in (("default", "n2n `default` (trained at σ=25)"), ("blind", "n2n `blind` (trained at σ 0–50)")):
         es = [load(f"eval_{w}_{data}_{n}_8-bit") for n, _ in NOISES]
         rows.append(f"| {label} | " + " | ".join(f"{e['psnr']:.2f}" if e else "—" for e in es) + " |")
