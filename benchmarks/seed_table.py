@@ -81,15 +81,17 @@ def main() -> None:
         rows["torch.nn"].append(p_ref)
         times["n2n_core"].append(t_ours)
         times["torch.nn"].append(t_ref)
-        print(f"seed {s}: n2n_core {p_ours:.2f} dB ({t_ours:.0f} s)   torch.nn {p_ref:.2f} dB ({t_ref:.0f} s)", flush=True)
+        print(f"seed {s}: n2n_core {p_ours:.2f} dB ({t_ours:.0f} s)   torch.nn {p_ref:.2f} dB ({t_ref:.0f} s)",
+              flush=True)
     summary = {k: {"mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "runs": v,
                    "train_seconds": times[k]} for k, v in rows.items()}
     for k, v in summary.items():
-        print(f"{k:9s} {args.arch} CBSD68 sigma=25 (8-bit): {v['mean']:.2f} +- {v['std']:.2f} dB over {args.seeds} seeds")
+        print(f"{k:9s} {args.arch} CBSD68 sigma=25 (8-bit): {v['mean']:.2f} +- {v['std']:.2f} dB "
+              f"over {args.seeds} seeds")
     name = "seed_table" if args.arch == "seed" else f"parity_{args.arch}"
-    save_results(name, {"machine": machine(), "arch": args.arch, "images": len(test), "steps": args.steps, "batch": args.batch, "patch": args.patch,
-                                "optimizer": "Adam 1e-3, cosine tail 30%", "protocol": "CBSD68, sigma 25, 8-bit noisy",
-                                "results": summary})
+    save_results(name, {"machine": machine(), "arch": args.arch, "images": len(test), "steps": args.steps,
+                        "batch": args.batch, "patch": args.patch, "optimizer": "Adam 1e-3, cosine tail 30%",
+                        "protocol": "CBSD68, sigma 25, 8-bit noisy", "results": summary})
 
 
 if __name__ == "__main__":

@@ -48,9 +48,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     arch = args.arch or (_arch_of_weights(args.init) if args.init else "unet-s")
     cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, batch_size=args.batch_size,
-                      patch_size=args.patch_size, learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
-                      device=args.device, noise=args.noise, data=args.data, val_every=args.val_every,
-                      checkpoint_every=args.checkpoint_every)
+                      patch_size=args.patch_size, learning_rate=args.lr, optimizer=args.optimizer,
+                      schedule=args.schedule, seed=args.seed, device=args.device, noise=args.noise, data=args.data,
+                      val_every=args.val_every, checkpoint_every=args.checkpoint_every)
     cfg.validate()
     noise = parse_noise(args.noise)
     data = open_dataset(args.data, noise, val_spec=args.val, seed=args.seed)
@@ -61,9 +61,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if info.get("val_psnr") is not None:
             post["val"] = f"{info['val_psnr']:.2f}dB"
         bar.set_postfix(post, refresh=True)
-        if bar.disable and (info["step"] % cfg.val_every == 0 or info["step"] == cfg.steps):  # logs: a line per validation
-            print(f"step {info['step']}/{cfg.steps} " + " ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr,
-                  flush=True)
+        if bar.disable and (info["step"] % cfg.val_every == 0 or info["step"] == cfg.steps):  # no TTY: log lines
+            print(f"step {info['step']}/{cfg.steps} " + " ".join(f"{k} {v}" for k, v in post.items()),
+                  file=sys.stderr, flush=True)
 
     trainer = Trainer(cfg, data, args.out, progress=progress, progress_seconds=0.5)
     print(f"training {cfg.arch} on {data.train.describe()}, {len(data.val)} validation images", file=sys.stderr)
