@@ -36,7 +36,8 @@ def main(ckpt: str, out: str) -> None:
                               "planned_steps": cfg["steps"], "batch_size": cfg["batch_size"],
                               "patch_size": cfg["patch_size"], "learning_rate": cfg["learning_rate"],
                               "schedule": cfg["schedule"], "optimizer": cfg["optimizer"], "seed": cfg["seed"],
-                              "wall_seconds": round(float(meta["elapsed"]), 1), "device": "cpu (2 cores)",
+                              "wall_seconds": round(float(meta["elapsed"]), 1),
+                              "device": "cpu (2 cores)" if cfg["device"] in ("cpu", "auto") else cfg["device"],
                               "targets": "noisy (Noise2Noise): no clean image was used for training"},
                  "validation_history": history})
     card.setdefault("metrics", [])

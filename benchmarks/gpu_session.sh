@@ -18,7 +18,8 @@ prepare() {
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
         fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0 pydantic==2.14.4 pydantic_core==2.50.5 \
         pydantic-settings==2.16.3 python-dotenv==1.2.4 python-multipart==0.0.34 typing-inspection==0.4.5 \
-        annotated-types==0.8.0 typing_extensions==4.16.0
+        annotated-types==0.8.0 typing_extensions==4.16.0 opentelemetry-api==1.45.2
+    # anyio, idna, click, h11, httpx, httpcore, certifi, annotated-doc, zipp and hypothesis are there already
     cp -r ../shared/data/CBSD432 ../shared/data/CBSD68 .gpudata/
     du -sh .whl .gpudata
 }

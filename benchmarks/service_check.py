@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--arch", default="unet-s")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for the training job")
     args = ap.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -55,8 +56,13 @@ def main() -> None:
                 body = {"dataset": "builtin", "arch": args.arch, "steps": args.steps, "batch_size": 16,
                         "patch_size": 64}
                 t0 = time.perf_counter()
-                job = c.post("/train", json=body, headers={"Authorization": f"Bearer {TOKEN}"}).json()
+                r = c.post("/train", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+                if r.status_code != 202:
+                    sys.exit(f"POST /train answered {r.status_code}: {r.text}")
+                job = r.json()
                 while job["status"] not in ("succeeded", "failed", "cancelled"):
+                    if time.perf_counter() - t0 > args.timeout:
+                        sys.exit(f"the training job did not finish within {args.timeout} s: {job}")
                     time.sleep(1)
                     job = c.get(f"/train/{job['id']}").json()
                     print(f"  job {job['status']} {job['progress']}", flush=True)

@@ -36,7 +36,7 @@ def _arch_of_weights(spec: str) -> str:
 
     arch = arch_of(read_metadata(resolve(spec))[0])
     if arch is None:
-        raise ValueError(f"the weights {spec!r} are not one of the named architectures; pass --arch")
+        raise ValueError(f"the weights {spec!r} are not one of the named architectures, which fine-tuning needs")
     return arch
 
 

@@ -96,7 +96,10 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
             write_active(Path(data_dir) / "active.json", model_id)
         store.finish(job_id, "succeeded", model_id=model_id)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
-        store.finish(job_id, "failed", error=f"{type(e).__name__}: {e}", note=traceback.format_exc(limit=3)[-2000:])
+        error, note = f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)[-2000:]
+        if p.get("init_weights"):  # name the init model by its id, not by its path on this server
+            error, note = (t.replace(p["init_weights"], repr(p["init_model"])) for t in (error, note))
+        store.finish(job_id, "failed", error=error, note=note)
     finally:
         halt.set()
 

@@ -118,3 +118,18 @@ def test_fine_tune_starts_from_a_registered_model(client):
     assert job["status"] == "succeeded", job
     card = next(m for m in client.get("/models").json()["models"] if m["id"] == job["model_id"])["card"]
     assert card["architecture"] == "tiny" and card["training"]["init"] == start_id
+
+
+def test_a_failed_fine_tune_names_the_model_not_its_server_path(client, settings, tiny_weights):
+    models = settings.data_dir / "models"
+    (models / "m-gone.safetensors").write_bytes(tiny_weights.read_bytes())
+    (models / "m-gone.json").write_text("{}")
+    first = client.post("/train", json={"dataset": "builtin", "steps": 100000}, headers=AUTH).json()["id"]
+    r = client.post("/train", json={"dataset": "builtin", "init_model": "m-gone", "steps": 2, "patch_size": 32},
+                    headers=AUTH)
+    assert r.status_code == 202, r.text  # queued behind the first job
+    (models / "m-gone.safetensors").unlink()  # the model disappears before its job starts
+    client.post(f"/train/{first}/cancel", headers=AUTH)
+    job = wait_for(client, r.json()["id"], timeout=90)
+    assert job["status"] == "failed" and "m-gone" in job["error"], job
+    assert str(settings.data_dir) not in job["error"] + (job.get("note") or ""), job
