@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 from .layers import (
     Concat,
@@ -95,9 +98,16 @@ def build(name: str, **kwargs: Any) -> Module:
     return ARCHITECTURES[name](**kwargs)
 
 
+@functools.cache
+def _fresh_configs() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """(name, config) of every architecture, built once, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        return tuple((name, make().config()) for name, make in ARCHITECTURES.items())
+
+
 def arch_of(config: dict[str, Any]) -> str | None:
     """The name in ``ARCHITECTURES`` whose fresh model has this ``Module.config()``, or None."""
-    return next((name for name, make in ARCHITECTURES.items() if make().config() == config), None)
+    return next((name for name, fresh in _fresh_configs() if fresh == config), None)
 
 
 def size_multiple(model: Module) -> int:

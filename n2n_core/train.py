@@ -23,7 +23,7 @@ from .data import BatchLoader, Dataset
 from .infer import denoise
 from .loss import MSE
 from .metrics import psnr
-from .models import build, size_multiple
+from .models import arch_of, build, size_multiple
 from .module import Module
 from .optim import SGD, Adam, Optimizer
 from .serialize import load, save
@@ -78,11 +78,10 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def initial_model(cfg: TrainConfig) -> Module:
     """``build(cfg.arch)`` with a fresh init, or the weights named by ``cfg.init`` (same architecture)."""
-    model = build(cfg.arch)
     if cfg.init is None:
-        return model
+        return build(cfg.arch)
     start = load(resolve(cfg.init))
-    if start.config() != model.config():
+    if arch_of(start.config()) != cfg.arch:
         raise ValueError(f"init weights {cfg.init!r} are not a {cfg.arch!r} network; pass the matching arch")
     return start
 
