@@ -1,7 +1,7 @@
 """Named architectures built from n2n_core layers.
 
     seed      the course's 4-layer strided encoder-decoder (48 channels, sigmoid output)
-    unet      a residual U-Net: per level two 3x3 convs + LeakyReLU(0.1), max-pooling, nearest
+    unet-*    residual U-Nets: per level two 3x3 convs + LeakyReLU(0.1), max-pooling, nearest
               upsampling, skip connections by concatenation, a 1x1 linear head; y = x + f(x)
     n2n-unet  the Noise2Noise paper's U-Net (Lehtinen et al. 2018): 5 poolings, 48/96 channels
 """
@@ -62,6 +62,39 @@ def unet(widths: tuple[int, ...] = (32, 48, 64, 64), channels: int = 3) -> Resid
     return Residual(Sequential(_unet_level(channels, list(widths)), Conv2d(widths[0], channels, 1)))
 
 
+def widen_unet(model: Module, widths: tuple[int, ...]) -> Residual:
+    """A ``unet(widths)`` that computes exactly what ``model``, a narrower ``unet`` of as many levels, does.
+
+    Function-preserving widening (Net2WiderNet with zeros): every old weight is copied to its old
+    channels; the weights that read a new channel are zero, so the new channels do not change the
+    output until training moves them; the weights that write a new channel keep their fresh random
+    init, so they get gradients at once.
+
+    The convolutions of ``unet`` come in this order: a_0, b_0, ..., a_L-1, b_L-1 (down the levels),
+    c_L-2, d_L-2, ..., c_0, d_0 (back up), head. Only c_i reads a concatenation [level i, level i+1]:
+    there, old channel ``old_i + j`` of the upper part moves to ``widths[i] + j``.
+    """
+    levels = len(widths)
+    old_convs = [m for m in model.modules() if isinstance(m, Conv2d)]
+    wide = unet(widths, channels=old_convs[0].in_channels if old_convs else 3).to(
+        device=old_convs[0].weight.device if old_convs else None, dtype=old_convs[0].weight.dtype if old_convs else None)
+    new_convs = [m for m in wide.modules() if isinstance(m, Conv2d)]
+    old_widths = tuple(c.out_channels for c in old_convs[0 : 2 * levels : 2])
+    if (len(old_convs) != len(new_convs) or len(old_widths) != levels
+            or any(o > n for o, n in zip(old_widths, widths))):
+        raise ValueError(f"widen_unet: cannot widen a U-Net of widths {old_widths} to {widths}")
+    concat_reader = {2 * levels + 2 * (levels - 2 - i): i for i in range(levels - 1)}  # conv index -> level
+    for index, (old, new) in enumerate(zip(old_convs, new_convs)):
+        cols = torch.arange(old.in_channels)
+        if index in concat_reader:
+            i = concat_reader[index]
+            cols = torch.cat([torch.arange(old_widths[i]), widths[i] + torch.arange(old_widths[i + 1])])
+        new.weight[: old.out_channels].zero_()
+        new.weight[torch.arange(old.out_channels)[:, None], cols[None, :]] = old.weight
+        new.bias[: old.out_channels] = old.bias
+    return wide
+
+
 def n2n_unet(channels: int = 3) -> Sequential:
     """The Noise2Noise U-Net: enc 48 x 6 with 5 poolings, dec 96, then 64, 32 and a linear 3x3 output."""
 
@@ -86,6 +119,7 @@ ARCHITECTURES: dict[str, Callable[[], Module]] = {
     "tiny": lambda: unet((8, 8)),
     "fast": lambda: unet((16, 24, 32)),
     "unet-s": lambda: unet((32, 32, 32, 32)),
+    "unet-m": lambda: unet((32, 48, 64, 96)),
     "unet": lambda: unet((48, 64, 96, 96, 128)),
     "n2n-unet": n2n_unet,
 }
