@@ -22,11 +22,24 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights: str | None = Field(None, description="model loaded at start: a path or a shipped name")
     queue_limit: int = Field(64, ge=1, description="denoise requests waiting before new ones get 503")
-    tile: int = Field(512, ge=64, description="tile size for large images")
+    tile: int = Field(512, ge=64, description="tile side for large images: tiles hold about tile*tile pixels")
+    max_aspect_ratio: float = Field(1000.0, ge=1, description="images whose long side exceeds this many times "
+                                    "the short side are refused (422)")
+    model_cache_bytes: int = Field(1024 * MiB, ge=0, description="parameter memory of loaded models kept in "
+                                   "memory (least recently used evicted; the active one always stays)")
+    watchdog_seconds: float = Field(120.0, gt=0, description="/healthz fails when the denoise worker has "
+                                    "worked this long without finishing a tile")
+    shutdown_seconds: float = Field(20.0, gt=0, description="on SIGTERM: stop taking work, cancel what runs at "
+                                    "the next tile, exit within this time")
     max_dataset_bytes: int = Field(512 * MiB, ge=1, description="largest dataset zip upload")
     max_dataset_files: int = Field(5000, ge=1, description="most files in a dataset zip")
     max_dataset_uncompressed: int = Field(2048 * MiB, ge=1, description="largest total unpacked size")
     max_compression_ratio: float = Field(200.0, gt=1, description="zip members compressed more than this are bombs")
+    max_dataset_pixels: int = Field(2_000_000_000, ge=1, description="most pixels of all images of a dataset zip "
+                                    "together (each image is also held to max_pixels)")
+    job_lease_seconds: float = Field(15.0, gt=0, description="a running job whose worker sent no heartbeat "
+                                     "for this long has lost it and is resumed elsewhere")
+    job_heartbeat_seconds: float = Field(2.0, gt=0, description="how often training workers renew their lease")
     cancel_grace_seconds: float = Field(5.0, gt=0, description="time a cancelled worker gets before it is killed")
 
 

@@ -8,8 +8,9 @@ from n2n_core import images
 from n2n_core.images import ImageError, ImageTooLarge, Picture
 
 
-def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
-    """(format, width, height); 400/415 for unreadable or unsupported bytes, 413 above max_pixels."""
+def check_header(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> tuple[str, int, int]:
+    """(format, width, height); 400/415 for unreadable or unsupported bytes, 413 above max_pixels,
+    422 for a long side more than ``max_aspect_ratio`` times the short one."""
     if not data:
         raise HTTPException(400, "empty body: send an image as multipart field 'file' or as the raw body")
     try:
@@ -21,11 +22,23 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
         raise HTTPException(status, str(e)) from None
     if w * h > max_pixels:
         raise HTTPException(413, f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
+    if max(w, h) > max_aspect_ratio * max(1, min(w, h)):
+        raise HTTPException(422, f"image is {w}x{h}: its long side is more than {max_aspect_ratio:g} times its "
+                                 "short side; crop or pad it to a photograph's proportions")
     return fmt, w, h
 
 
-def decode(data: bytes, max_pixels: int) -> Picture:
-    check_header(data, max_pixels)
+def check_output_size(fmt: str, width: int, height: int) -> None:
+    """400 before any work when the output format cannot hold an image of this size (either orientation)."""
+    name = images.OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
+    limit = images.MAX_SIDE.get(name)
+    if limit is not None and max(width, height) > limit:
+        raise HTTPException(400, f"{fmt} output holds at most {limit} pixels per side and this image is "
+                                 f"{width}x{height}; ask for format=png")
+
+
+def decode(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> Picture:
+    check_header(data, max_pixels, max_aspect_ratio)
     try:
         pic = images.decode(data)
     except ImageError as e:

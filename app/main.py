@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,11 +18,14 @@ from n2n_core.train import resolve_device
 
 from .config import Settings
 from .denoiser import DenoiseQueue
+from .errors import install as install_error_handlers
 from .jobs.store import JobStore
 from .jobs.worker import Scheduler
+from .messages import without_paths
 from .metrics import Metrics
 from .registry import ModelRegistry
 from .routes import datasets, denoise, health, models, train
+from .shutdown import stop_on_signals
 
 log = logging.getLogger("n2n")
 STATIC = Path(__file__).parent / "static"
@@ -60,25 +64,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_grad_enabled(False)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         device = resolve_device(settings.device)
-        registry = ModelRegistry(settings.data_dir, device, settings.weights)
+        registry = ModelRegistry(settings.data_dir, device, settings.weights, cache_bytes=settings.model_cache_bytes)
         app.state.registry = registry
         app.state.store = store = JobStore(settings.data_dir / "jobs.sqlite3")
-        app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile)
+        stopping = threading.Event()
+        app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile,
+                                       settings.max_aspect_ratio, stopping)
         app.state.startup_error = None
         try:
             registry.load_startup_model()
         except Exception as e:  # noqa: BLE001 - reported by /readyz, the service stays up
-            app.state.startup_error = f"{type(e).__name__}: {e}"
+            app.state.startup_error = without_paths(f"{type(e).__name__}: {e}")
             log.error("could not load the startup model: %s", e)
 
         app.state.scheduler = scheduler = Scheduler(store, settings.data_dir, settings.device,
-                                                    cancel_grace=settings.cancel_grace_seconds)
+                                                    cancel_grace=settings.cancel_grace_seconds,
+                                                    stale_seconds=settings.job_lease_seconds,
+                                                    heartbeat_seconds=settings.job_heartbeat_seconds)
         scheduler.start()
         try:
-            yield
+            with stop_on_signals(stopping, settings.shutdown_seconds):
+                yield
         finally:
-            scheduler.stop()
-            app.state.queue.close()
+            app.state.queue.close()  # first: denoise work stops at its next tile
+            scheduler.stop(timeout=min(10.0, settings.shutdown_seconds / 2))
 
     app = FastAPI(
         title="n2n",
@@ -93,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    install_error_handlers(app)
     for r in (denoise.router, train.router, models.router, health.router):
         app.include_router(r)
     app.include_router(datasets.router, max_body_size=settings.max_dataset_bytes)

@@ -37,7 +37,8 @@ class Metrics:
         with self._lock:
             self.denoise_rejected += 1
 
-    def render(self, job_counts: Callable[[], dict[str, int]], queue_waiting: int) -> str:
+    def render(self, job_counts: Callable[[], dict[str, int]], queue_waiting: int, abandoned: int = 0,
+               loaded_models: int = 0) -> str:
         lines = ["# HELP n2n_requests_total HTTP requests by endpoint, method and status.",
                  "# TYPE n2n_requests_total counter"]
         with self._lock:
@@ -57,6 +58,10 @@ class Metrics:
                       "# TYPE n2n_denoise_rejected_total counter", f"n2n_denoise_rejected_total {self.denoise_rejected}"]
         lines += ["# HELP n2n_denoise_queue_waiting Denoise requests waiting or running.",
                   "# TYPE n2n_denoise_queue_waiting gauge", f"n2n_denoise_queue_waiting {queue_waiting}",
+                  "# HELP n2n_denoise_abandoned_total Denoise requests cancelled because their client went away.",
+                  "# TYPE n2n_denoise_abandoned_total counter", f"n2n_denoise_abandoned_total {abandoned}",
+                  "# HELP n2n_models_loaded Models held in memory.",
+                  "# TYPE n2n_models_loaded gauge", f"n2n_models_loaded {loaded_models}",
                   "# HELP n2n_jobs Training jobs by status.", "# TYPE n2n_jobs gauge"]
         for status, n in job_counts().items():
             lines.append(f'n2n_jobs{{status="{status}"}} {n}')

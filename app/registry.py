@@ -12,6 +12,7 @@ import json
 import shutil
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from n2n_core import weights as shipped_weights
 from n2n_core.atomic import atomic_write, atomic_write_text
 from n2n_core.module import Module
 from n2n_core.serialize import load_with_metadata, read_metadata
+
+from .messages import without_paths
 
 
 class UnknownModel(KeyError):
@@ -44,13 +47,16 @@ class Entry:
 
 
 class ModelRegistry:
-    def __init__(self, data_dir: Path, device: torch.device, startup: str | None = None) -> None:
+    def __init__(self, data_dir: Path, device: torch.device, startup: str | None = None,
+                 cache_bytes: int = 1 << 30) -> None:
         self.dir = Path(data_dir) / "models"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.active_file = Path(data_dir) / "active.json"
         self.device = device
-        self._lock = threading.Lock()
-        self._loaded: dict[str, Module] = {}
+        self.cache_bytes = cache_bytes
+        self._lock = threading.Lock()  # guards _loaded and _active; never held while calling out
+        self._load_lock = threading.Lock()  # one load at a time, so a model is read once
+        self._loaded: OrderedDict[str, Module] = OrderedDict()  # least recently used first
         self._extra: dict[str, Path] = {}
         self._active: tuple[int, str | None] = (-1, None)  # (mtime_ns of active.json, id)
         self._startup = startup
@@ -105,24 +111,48 @@ class ModelRegistry:
 
     # -- loading and activation ------------------------------------------------------------------
     def get(self, model_id: str | None = None) -> tuple[str, Module]:
-        """(id, model) for the given id or the active one; loads on first use."""
-        mid = model_id or self.active_id
+        """(id, model) for the given id or the active one; loads on first use (blocking: call it off the
+        event loop). Loaded models are kept while their parameters fit in ``cache_bytes``, least recently
+        used evicted first; the active model and the one just asked for always stay."""
+        active = self.active_id
+        mid = model_id or active
         if mid is None:
             raise NoActiveModel("no model is active")
+        cached = self._cached(mid)
+        if cached is not None:
+            return mid, cached
+        with self._load_lock:
+            cached = self._cached(mid)  # loaded by another request while this one waited
+            if cached is not None:
+                return mid, cached
+            entry = self.entry(mid)
+            try:
+                model, _ = load_with_metadata(entry.path, device=self.device)
+            except (ValueError, OSError) as e:
+                raise BrokenModel(f"model {mid!r} cannot be loaded: {without_paths(str(e))}") from None
+            with self._lock:
+                self._loaded[mid] = model
+                self._evict(keep={mid, active})
+            return mid, model
+
+    def _cached(self, model_id: str) -> Module | None:
         with self._lock:
-            if mid in self._loaded:
-                return mid, self._loaded[mid]
-        entry = self.entry(mid)
-        try:
-            model, _ = load_with_metadata(entry.path, device=self.device)
-        except (ValueError, OSError) as e:
-            raise BrokenModel(f"model {mid!r} cannot be loaded: {e}") from None
+            model = self._loaded.get(model_id)
+            if model is not None:
+                self._loaded.move_to_end(model_id)
+            return model
+
+    def _evict(self, keep: set[str | None]) -> None:
+        """Drop least recently used models (not in ``keep``) until the cache fits; caller holds _lock."""
+        for model_id in list(self._loaded):
+            if sum(model_bytes(m) for m in self._loaded.values()) <= self.cache_bytes:
+                return
+            if model_id not in keep:
+                del self._loaded[model_id]
+
+    def loaded_ids(self) -> list[str]:
         with self._lock:
-            self._loaded.setdefault(mid, model)
-            if len(self._loaded) > 4:  # keep the active model and the latest few
-                for k in [k for k in self._loaded if k not in (mid, self.active_id)][: len(self._loaded) - 4]:
-                    del self._loaded[k]
-            return mid, self._loaded[mid]
+            return list(self._loaded)
 
     def activate(self, model_id: str) -> None:
         self.get(model_id)  # load first: a broken model never becomes active
@@ -157,6 +187,11 @@ class ModelRegistry:
     def register(self, weights: Path, card: dict[str, Any]) -> str:
         """Copy a trained model in under a fresh id; weights first, card last, each atomically."""
         return register_model(self.dir, weights, card)
+
+
+def model_bytes(model: Module) -> int:
+    """Memory held by a model's parameters."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def write_active(active_file: Path, model_id: str, setting: str | None = None) -> None:

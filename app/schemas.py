@@ -11,9 +11,12 @@ from n2n_core.models import ARCHITECTURES, build, size_multiple
 
 PRIVATE_PARAMS = frozenset({"init_weights"})  # stored with a job for its worker, never returned
 
+# Request models reject NaN and +-Infinity (JSON's NaN, Infinity and overflowing literals like 1e400)
+# with a 'finite_number' 422 before any range check; app/errors.py keeps that 422 valid JSON.
+
 
 class GaussianNoise(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["gaussian"]
     sigma: float | None = Field(None, ge=0, le=255)
     sigma_range: tuple[Annotated[float, Field(ge=0, le=255)], Annotated[float, Field(ge=0, le=255)]] | None = None
@@ -28,7 +31,7 @@ class GaussianNoise(BaseModel):
 
 
 class PoissonNoise(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["poisson"]
     lam: float = Field(30.0, gt=0, le=1e6)
 
@@ -37,7 +40,8 @@ Noise = Annotated[GaussianNoise | PoissonNoise, Field(discriminator="kind")]
 
 
 class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"dataset": "builtin", "steps": 200}]})
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+                              json_schema_extra={"examples": [{"dataset": "builtin", "steps": 200}]})
     dataset: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                          description="'builtin' or an id from POST /datasets")
     noise: Noise = Field(default_factory=lambda: GaussianNoise(kind="gaussian", sigma=25))

@@ -12,6 +12,7 @@ from .layers import (
     NearestUpsampling,
     ReLU,
     Residual,
+    SelfEnsemble,
     Sequential,
     Sigmoid,
     TransposeConv2d,
@@ -27,5 +28,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Module", "Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling",
-    "Sequential", "Concat", "Residual", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load", "denoise", "psnr", "ssim",
+    "Sequential", "Concat", "Residual", "SelfEnsemble", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
+    "denoise", "psnr", "ssim",
 ]

@@ -21,7 +21,8 @@ def write_card(weights: Path, trainer: Any) -> Path:
         "parameters": trainer.model.num_parameters(),
         "training": {"data": cfg["data"], "noise": cfg["noise"], "steps": trainer.step,
                      "batch_size": cfg["batch_size"], "patch_size": cfg["patch_size"],
-                     "learning_rate": cfg["learning_rate"], "schedule": cfg["schedule"], "optimizer": cfg["optimizer"],
+                     "learning_rate": cfg["learning_rate"], "schedule": cfg["schedule"], "warmup": cfg["warmup"], "ema": cfg["ema"],
+                     "optimizer": cfg["optimizer"],
                      "seed": cfg["seed"], "wall_seconds": round(trainer.elapsed, 1), "device": str(trainer.device),
                      "targets": "noisy (Noise2Noise): no clean image was used for training"},
     })

@@ -49,7 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     arch = args.arch or (_arch_of_weights(args.init) if args.init else "unet-s")
     cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, batch_size=args.batch_size,
                       patch_size=args.patch_size, learning_rate=args.lr, optimizer=args.optimizer,
-                      schedule=args.schedule, seed=args.seed, device=args.device, noise=args.noise, data=args.data,
+                      schedule=args.schedule, warmup=args.warmup, ema=args.ema, seed=args.seed,
+                      device=args.device, noise=args.noise, data=args.data,
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every)
     cfg.validate()
     noise = parse_noise(args.noise)
@@ -172,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     t.add_argument("--schedule", default="cosine-tail", choices=["cosine-tail", "cosine", "constant"])
+    t.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    t.add_argument("--ema", type=float, default=0.0,
+                   help="write an exponential moving average of the weights with this decay, e.g. 0.999 (0: off)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--val-every", type=int, default=500)

@@ -8,12 +8,19 @@ Sources (``open_dataset``):
 
 Batch ``i`` is drawn from a generator seeded with (seed, i) alone, so a run resumed at step i
 sees exactly the batches it would have seen, whatever thread made them.
+
+Memory stays bounded for folders of large images: images are decoded one at a time, in strips of
+rows, and once ``MEMORY_BUDGET`` bytes of decoded pixels are held in RAM the rest go to one
+unlinked temporary file that is memory-mapped back, so a batch reads only the pages of its crops
+(clean, file-backed pages the kernel can drop, not the worker's heap). Images held out of a folder
+for validation are centre-cropped to ``VAL_MAX_SIDE``.
 """
 
 from __future__ import annotations
 
 import pickle
 import queue
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +37,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 BUILTIN_TRAIN = ["astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left",
                  "coffee"]
 BUILTIN_VAL = ["chelsea", "motorcycle_right"]
+MEMORY_BUDGET = 256 * 1024 * 1024  # decoded uint8 pixels of a folder kept in RAM; the rest are memory-mapped
+VAL_MAX_SIDE = 1024  # held-out validation images from a folder: centre crop of at most this many pixels a side
+_STRIP_ROWS = 256  # rows converted at a time while copying a decoded image out of Pillow
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -37,13 +47,86 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _rgb8_strips(im: Image.Image) -> Iterator[np.ndarray]:
+    """A Pillow image as uint8 (rows, W, 3) RGB strips, top to bottom: no full-size converted copy."""
+    w, h = im.size
+    im.load()
+    for top in range(0, h, _STRIP_ROWS):
+        strip = im.crop((0, top, w, min(h, top + _STRIP_ROWS)))
+        yield np.asarray(strip if strip.mode == "RGB" else strip.convert("RGB"))
+
+
+def _read_error(path: Path, e: BaseException) -> ValueError:
+    """'cannot read image NAME: why', naming the file, not the folder it is in (a server path for uploads)."""
+    why = str(e).replace(str(path), path.name) or type(e).__name__
+    return ValueError(f"cannot read image {path.name!r}: {why}")
+
+
+def _rgb8(im: Image.Image) -> np.ndarray:
+    out = np.empty((im.size[1], im.size[0], 3), np.uint8)
+    top = 0
+    for strip in _rgb8_strips(im):
+        out[top : top + len(strip)] = strip
+        top += len(strip)
+    return out
+
+
 def load_rgb8(path: str | Path) -> np.ndarray:
     """An image file as uint8 (H, W, 3) RGB."""
+    path = Path(path)
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
+            return _rgb8(im)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise _read_error(path, e) from None
+
+
+def load_images(paths: list[Path], budget: int | None = None) -> list[np.ndarray]:
+    """Image files as uint8 (H, W, 3) RGB arrays, the same as ``load_rgb8`` of each.
+
+    The first ``budget`` (default ``MEMORY_BUDGET``) bytes of pixels are held in RAM; every later
+    image is written to one unlinked temporary file (in ``tempfile.gettempdir()``: TMPDIR) and comes
+    back as a read-only memory-mapped view of it. One image is decoded at a time, so the peak is
+    about one decoded image plus the budget, however many there are.
+    """
+    out: list[np.ndarray | None] = []
+    spilled: list[tuple[int, int, tuple[int, int, int]]] = []  # (index, offset, shape)
+    budget = MEMORY_BUDGET if budget is None else budget
+    spill = None
+    held = 0
+    try:
+        for i, path in enumerate(map(Path, paths)):
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+                    if held + w * h * 3 <= budget:
+                        held += w * h * 3
+                        out.append(_rgb8(im))
+                        continue
+                    if spill is None:
+                        spill = tempfile.TemporaryFile(prefix="n2n-images-")
+                    offset = spill.tell()
+                    for strip in _rgb8_strips(im):
+                        spill.write(strip.tobytes())
+                    spilled.append((i, offset, (h, w, 3)))
+                    out.append(None)
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                raise _read_error(path, e) from None
+        if spill is not None:
+            spill.flush()
+            mapped = np.memmap(spill, np.uint8, mode="r")  # the mapping keeps the unlinked file alive
+            for i, offset, shape in spilled:
+                out[i] = mapped[offset : offset + shape[0] * shape[1] * 3].reshape(shape)
+    finally:
+        if spill is not None:
+            spill.close()
+    return out  # type: ignore[return-value]
+
+
+def _centre_crop(img: np.ndarray, side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return img[top : top + side, left : left + side]
 
 
 def builtin_images(names: list[str]) -> list[np.ndarray]:
@@ -63,6 +146,16 @@ def builtin_images(names: list[str]) -> list[np.ndarray]:
 def to_tensor(img: np.ndarray) -> Tensor:
     """uint8 (H, W, C) -> float32 (C, H, W) in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+
+
+def _as_image(a: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8, kept as is when memory-mapped (a copy would load it all)."""
+    return a if isinstance(a, np.memmap) else np.ascontiguousarray(a)
+
+
+def _crop(img: np.ndarray, top: int, left: int, patch: int) -> Tensor:
+    """A (patch, patch, C) crop as its own tensor: reads only those rows of a memory-mapped image."""
+    return torch.from_numpy(np.array(img[top : top + patch, left : left + patch]))
 
 
 def _augment(t: Tensor, k: int, flip: bool) -> Tensor:
@@ -104,7 +197,7 @@ class CleanImages(PairSource):
     def __init__(self, images: list[np.ndarray], noise: NoiseModel, quantize_input: bool = True, name: str = "") -> None:
         if not images:
             raise ValueError("no training images")
-        self.images = [torch.from_numpy(np.ascontiguousarray(a)) for a in images]
+        self.images = [_as_image(a) for a in images]
         self.noise, self.quantize_input, self.name = noise, quantize_input, name or "images"
 
     def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
@@ -115,7 +208,7 @@ class CleanImages(PairSource):
             raise ValueError(f"every training image is smaller than the patch size {patch}")
         crops = []
         for i, top, left, k, flip in _crop_positions([shapes[i] for i in usable], size, patch, gen):
-            img = self.images[usable[i]][top : top + patch, left : left + patch]
+            img = _crop(self.images[usable[i]], top, left, patch)
             crops.append(_augment(img.permute(2, 0, 1), k, flip))
         clean = torch.stack(crops).float().div_(255)
         inp, tgt = self.noise(clean, gen), self.noise(clean, gen)
@@ -136,8 +229,7 @@ class NoisyPairs(PairSource):
         for i, (x, y) in enumerate(zip(a, b)):
             if x.shape != y.shape:
                 raise ValueError(f"pair {i}: A is {x.shape} but B is {y.shape}")
-        self.a = [torch.from_numpy(np.ascontiguousarray(x)) for x in a]
-        self.b = [torch.from_numpy(np.ascontiguousarray(y)) for y in b]
+        self.a, self.b = [_as_image(x) for x in a], [_as_image(y) for y in b]
         self.name = name
 
     def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
@@ -148,8 +240,8 @@ class NoisyPairs(PairSource):
             patch = max(8, smallest // 8 * 8) if smallest >= 8 else smallest
         ins, tgts = [], []
         for i, top, left, k, flip in _crop_positions(shapes, size, patch, gen):
-            pa = _augment(self.a[i][top : top + patch, left : left + patch].permute(2, 0, 1), k, flip)
-            pb = _augment(self.b[i][top : top + patch, left : left + patch].permute(2, 0, 1), k, flip)
+            pa = _augment(_crop(self.a[i], top, left, patch).permute(2, 0, 1), k, flip)
+            pb = _augment(_crop(self.b[i], top, left, patch).permute(2, 0, 1), k, flip)
             if torch.rand(1, generator=gen).item() < 0.5:
                 pa, pb = pb, pa
             ins.append(pa)
@@ -221,15 +313,15 @@ def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | Non
             names = sorted({p.name for p in list_images(path / "A")} & {p.name for p in list_images(path / "B")})
             if not names:
                 raise ValueError(f"{path}: A/ and B/ share no image file names")
-            ds = Dataset(NoisyPairs([load_rgb8(path / "A" / n) for n in names],
-                                    [load_rgb8(path / "B" / n) for n in names], name=path.name), [])
+            both = load_images([path / "A" / n for n in names] + [path / "B" / n for n in names])
+            ds = Dataset(NoisyPairs(both[: len(names)], both[len(names):], name=path.name), [])
         else:
             files = list_images(path)
             if not files:
                 raise ValueError(f"{path} holds no images (png, jpg, tif, webp, bmp)")
-            images = [load_rgb8(f) for f in files]
-            hold = min(val_count, len(images) // 5) if val_spec is None else 0
-            ds = Dataset(CleanImages(images[hold:], noise, name=path.name), synthetic_val(images[:hold], noise, seed))
+            hold = min(val_count, len(files) // 5) if val_spec is None else 0
+            val = [_centre_crop(load_rgb8(f), VAL_MAX_SIDE) for f in files[:hold]]
+            ds = Dataset(CleanImages(load_images(files[hold:]), noise, name=path.name), synthetic_val(val, noise, seed))
     if val_spec is not None:
         ds.val = open_validation(val_spec, noise, seed)
     return ds

@@ -2,14 +2,19 @@
 
 ``decode`` reads PNG/JPEG/TIFF/WebP/BMP bytes (EXIF orientation applied) into a ``Picture``;
 ``encode`` writes it back. 16-bit PNG/TIFF keep 16 bits (OpenCV decodes them; Pillow would drop
-to 8 bits for RGB). The alpha channel is carried through untouched.
+to 8 bits for RGB). Grey stays grey, grey + alpha stays grey + alpha (also at 16 bits, which
+neither OpenCV nor Pillow can write: such PNGs are written here, such TIFFs with tifffile, which
+also reads the TIFFs Pillow cannot open). The alpha channel is carried through untouched.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -19,6 +24,7 @@ from torch import Tensor
 FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP"}
 OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff"}
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65500}  # the encoders' largest width or height
 
 
 class ImageError(ValueError):
@@ -52,12 +58,49 @@ class Picture:
         return replace(self, pixels=pixels)
 
 
-def probe(data: bytes) -> tuple[str, int, int]:
-    """(format, width, height) from the header alone, without decoding pixels."""
+TIFF_MAGIC = (b"II*\0", b"MM\0*")
+
+
+def _tiff_page(data: bytes | BinaryIO):
+    """Context manager giving the first page of a TIFF that Pillow cannot open, read with tifffile."""
+    import tifffile
+
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = io.BytesIO(data)
+    data.seek(0)
+    return tifffile.TiffFile(data)
+
+
+def _magic(data: bytes | BinaryIO) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data[:4])
+    data.seek(0)
+    return data.read(4)
+
+
+def probe(data: bytes | BinaryIO) -> tuple[str, int, int]:
+    """(format, width, height) from the header alone, without decoding pixels.
+
+    ``data``: the file's bytes, or a seekable binary file (only its header is read).
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        source: BinaryIO = io.BytesIO(data)
+    else:
+        source = data
+        source.seek(0)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(source) as im:
             fmt, (w, h) = im.format, im.size
     except UnidentifiedImageError:
+        if _magic(data) in TIFF_MAGIC:  # e.g. 16-bit grey + alpha, which Pillow has no mode for
+            try:
+                with _tiff_page(data) as tif:
+                    page = tif.pages.first
+                    return "TIFF", int(page.imagewidth), int(page.imagelength)
+            except MemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a damaged TIFF is a bad image
+                raise ImageError(f"not a readable TIFF image: {e}") from None
         raise ImageError("not a readable image: expected PNG, JPEG, TIFF, WebP or BMP bytes") from None
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"image too large: {e}") from None
@@ -69,6 +112,14 @@ def probe(data: bytes) -> tuple[str, int, int]:
     if fmt not in FORMATS:
         raise ImageError(f"unsupported image format {fmt}; use PNG, JPEG, TIFF, WebP or BMP")
     return fmt, w, h
+
+
+def _pillow_opens(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except UnidentifiedImageError:
+        return False
 
 
 def _is_16bit(data: bytes, fmt: str, im: Image.Image) -> bool:
@@ -101,23 +152,55 @@ def _from_array(a: np.ndarray, bits: int, fmt: str) -> Picture:
     return Picture(pixels, alpha, bits, fmt)
 
 
+def _png_is_grey(data: bytes) -> bool:
+    """The PNG's IHDR colour type is grey (0) or grey + alpha (4)."""
+    return len(data) > 25 and data[12:16] == b"IHDR" and data[25] in (0, 4)
+
+
 def _decode_16bit(data: bytes, fmt: str, orientation: int) -> Picture:
     import cv2
 
     a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if a is None:
         raise ImageError(f"cannot decode this 16-bit {fmt} image")
-    if a.ndim == 3:  # OpenCV gives BGR(A)
+    if a.ndim == 3 and fmt == "PNG" and _png_is_grey(data) and a.shape[2] in (3, 4):
+        # OpenCV widens grey + alpha (or grey with a tRNS colour) to BGRA with B = G = R: keep it grey
+        a = a[:, :, [0, 3]] if a.shape[2] == 4 else a[:, :, 0]
+    elif a.ndim == 3:  # OpenCV gives BGR(A)
         a = a[:, :, [2, 1, 0, 3][: a.shape[2]]] if a.shape[2] in (3, 4) else a
     if a.dtype != np.uint16:
         return _from_array(_orient(a, orientation), 8, fmt)
     return _from_array(_orient(a, orientation), 16, fmt)
 
 
+def _decode_tifffile(data: bytes) -> Picture:
+    """A TIFF that Pillow cannot open (16-bit grey + alpha): first page, 8 or 16 bits, 1 to 4 samples."""
+    import tifffile
+
+    with _tiff_page(data) as tif:
+        page = tif.pages.first
+        photometric = int(page.photometric)
+        if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+            raise ImageError(f"unsupported TIFF photometric interpretation {page.photometric.name}")
+        if page.dtype not in (np.uint8, np.uint16):
+            raise ImageError(f"unsupported TIFF sample type {page.dtype}; use 8 or 16-bit integers")
+        orientation = page.tags[274].value if 274 in page.tags else 1
+        a = page.asarray()
+        if a.ndim == 3 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+            a = np.moveaxis(a, 0, -1)
+    if a.ndim != 2 and not (a.ndim == 3 and a.shape[2] in (1, 2, 3, 4)):
+        raise ImageError(f"unsupported TIFF layout {a.shape}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    return _from_array(_orient(np.ascontiguousarray(a), int(orientation)), 16 if a.dtype == np.uint16 else 8, "TIFF")
+
+
 def decode(data: bytes) -> Picture:
     """Image bytes -> Picture. Raises ImageError for anything unreadable or unsupported."""
     fmt, _, _ = probe(data)
     try:
+        if fmt == "TIFF" and data[:4] in TIFF_MAGIC and not _pillow_opens(data):
+            return _decode_tifffile(data)
         with Image.open(io.BytesIO(data)) as im:
             orientation = im.getexif().get(274, 1) if hasattr(im, "getexif") else 1
             if _is_16bit(data, fmt, im):
@@ -161,7 +244,7 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
         px = px[:, :, :-1]
     if px.shape[2] == 1:
         px = px[:, :, 0]
-    limit = {"WEBP": 16383, "JPEG": 65500}.get(fmt)
+    limit = MAX_SIDE.get(fmt)
     if limit is not None and max(px.shape[:2]) > limit:
         raise ImageError(f"{fmt} cannot hold an image of {px.shape[1]}x{px.shape[0]} pixels (at most {limit} "
                          "per side); ask for png")
@@ -169,8 +252,8 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
         if keep16:
             import cv2
 
-            if px.ndim == 3 and px.shape[2] == 2:  # grey + alpha: OpenCV has no such PNG mode, widen to RGBA
-                px = np.concatenate([np.repeat(px[:, :, :1], 3, axis=2), px[:, :, 1:]], axis=2)
+            if px.ndim == 3 and px.shape[2] == 2:  # grey + alpha: neither OpenCV nor Pillow writes it
+                return _png16(px) if fmt == "PNG" else _tiff16_grey_alpha(px)
             a = px if px.ndim == 2 else px[:, :, [2, 1, 0, 3][: px.shape[2]]]
             ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", a)
             if not ok:
@@ -184,6 +267,30 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
         raise
     except (OSError, ValueError) as e:
         raise ImageError(f"cannot encode the result as {fmt}: {e}") from None
+
+
+def _png16(a: np.ndarray) -> bytes:
+    """A 16-bit PNG of a uint16 (H, W) or (H, W, 1..4) array: grey, grey + alpha, RGB, RGBA."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    h, w, c = a.shape
+    rows = np.zeros((h, 1 + w * c * 2), np.uint8)  # each row: filter type 0 (none), then big-endian samples
+    rows[:, 1:] = np.ascontiguousarray(a, dtype=">u2").view(np.uint8).reshape(h, -1)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def _tiff16_grey_alpha(a: np.ndarray) -> bytes:
+    import tifffile
+
+    out = io.BytesIO()
+    tifffile.imwrite(out, a, photometric="minisblack", extrasamples=[2], compression="zlib")  # 2: unassociated
+    return out.getvalue()
 
 
 def read(path: str | Path) -> Picture:

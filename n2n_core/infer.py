@@ -9,16 +9,19 @@ the network's size multiple, so pooling grids line up with the untiled run.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from .functional.pad import pad
 from PIL import Image as PILImage
 from torch import Tensor
 
 from .images import Picture, from_rgb, to_rgb
-from .layers import Concat, Conv2d, MaxPool2d, NearestUpsampling, Residual, Sequential, TransposeConv2d
+from .layers import (Concat, Conv2d, MaxPool2d, NearestUpsampling, Residual, SelfEnsemble, Sequential,
+                     TransposeConv2d)
 from .models import size_multiple
 from .module import Module
 
@@ -36,7 +39,7 @@ def receptive_radius(model: Module) -> int:
         if isinstance(m, Concat):
             results = [walk(b, scale) for b in m.branches]
             return max(r for r, _ in results), results[0][1]
-        if isinstance(m, Residual):
+        if isinstance(m, (Residual, SelfEnsemble)):
             return walk(m.body, scale)
         if isinstance(m, Conv2d):
             r = max(m.dilation[i] * (m.kernel_size[i] - 1) for i in range(2)) * scale
@@ -60,7 +63,7 @@ def _pad_to(x: Tensor, mult: int, extra: int = 0) -> tuple[Tensor, tuple[int, in
     if ph == pw == 0:
         return x, (h, w)
     mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+    return pad(x, {-2: (0, ph), -1: (0, pw)}, mode), (h, w)
 
 
 def _run(model: Module, x: Tensor) -> Tensor:
@@ -69,14 +72,16 @@ def _run(model: Module, x: Tensor) -> Tensor:
     return model(xp)[..., :h, :w]
 
 
-def _denoise_array(model: Module, a: np.ndarray, tile: int, device: torch.device | str | None) -> np.ndarray:
+def _denoise_array(model: Module, a: np.ndarray, tile: int, device: torch.device | str | None,
+                   **hooks: Any) -> np.ndarray:
     """(H, W) or (H, W, C) array, integers at full scale or floats in [0, 1] -> the same dtype and shape."""
     scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
     x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / scale)
     x = x[None] if a.ndim == 2 else x.permute(2, 0, 1)
     alpha = x[3:] if x.shape[0] in (2, 4) else None
     color = x[:3] if x.shape[0] >= 3 else x[:1]
-    out = from_rgb(denoise(model, to_rgb(color), tile=tile, device=device), color.shape[0])  # type: ignore[arg-type]
+    out = from_rgb(denoise(model, to_rgb(color), tile=tile, device=device, **hooks),  # type: ignore[arg-type]
+                   color.shape[0])
     if alpha is not None:
         out = torch.cat([out, x[out.shape[0]:]])
     res = out[0].numpy() if a.ndim == 2 else out.permute(1, 2, 0).numpy()
@@ -86,21 +91,26 @@ def _denoise_array(model: Module, a: np.ndarray, tile: int, device: torch.device
 
 
 def denoise(model: Module, image: Any, tile: int = 512, batch_size: int = 4,
-            device: torch.device | str | None = None) -> Any:
+            device: torch.device | str | None = None, should_stop: Callable[[], bool] | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Any:
     """Denoise images of any size with ``model``.
 
     ``image`` is a float tensor in [0, 1] of shape (C, H, W) or (N, C, H, W), a list of (C, H, W)
     tensors, a numpy array (H, W[, C]) (uint8/uint16 at full scale or float in [0, 1]) or a PIL image;
     the result has the same type, shape and dtype (tensors: on the input's device, clamped to [0, 1]).
     Grey images go through an RGB model channel-replicated; an alpha channel is kept as it is.
-    Images larger than ``tile`` (per side) go through overlapping tiles; equally sized images of a list
-    are batched ``batch_size`` at a time. The model runs on ``device`` (default: where its parameters live).
+    Images larger than ``tile * tile`` pixels go through overlapping tiles of about that area (see
+    ``plan_tiles``), so the work is bounded by the pixel count whatever the aspect ratio; equally sized
+    images of a list are batched ``batch_size`` at a time. The model runs on ``device`` (default: where its
+    parameters live). ``should_stop()`` is polled before each tile and raises ``Cancelled`` when true;
+    ``progress(done, total)`` is called after each tile of a single image.
     """
+    hooks = {"should_stop": should_stop, "progress": progress}
     if isinstance(image, np.ndarray):
-        return _denoise_array(model, image, tile, device)
+        return _denoise_array(model, image, tile, device, **hooks)
     if isinstance(image, PILImage.Image):
         mode = image.mode if image.mode in ("L", "LA", "RGB", "RGBA") else "RGB"
-        return PILImage.fromarray(_denoise_array(model, np.asarray(image.convert(mode)), tile, device), mode)
+        return PILImage.fromarray(_denoise_array(model, np.asarray(image.convert(mode)), tile, device, **hooks), mode)
     if isinstance(image, list):
         out: list[Tensor | None] = [None] * len(image)
         groups: dict[tuple, list[int]] = {}
@@ -109,7 +119,7 @@ def denoise(model: Module, image: Any, tile: int = 512, batch_size: int = 4,
         for idx in groups.values():
             for k in range(0, len(idx), batch_size):
                 chunk = idx[k : k + batch_size]
-                res = denoise(model, torch.stack([image[i] for i in chunk]), tile, batch_size, device)
+                res = denoise(model, torch.stack([image[i] for i in chunk]), tile, batch_size, device, should_stop)
                 for j, i in enumerate(chunk):
                     out[i] = res[j]  # type: ignore[index]
         return out  # type: ignore[return-value]
@@ -124,23 +134,88 @@ def denoise(model: Module, image: Any, tile: int = 512, batch_size: int = 4,
     mult = size_multiple(model)
     h, w = x.shape[-2:]
     out = torch.empty(x.shape, dtype=image.dtype if image.is_floating_point() else torch.float32, device=image.device)
-    if h <= tile and w <= tile:
-        out.copy_(_run(model, x.to(dev, dtype)).clamp_(0, 1))
-    else:
-        margin = -(-receptive_radius(model) // mult) * mult
-        core = max((tile - 2 * margin) // mult * mult, -(-256 // mult) * mult)
-        for top in range(0, h, core):
-            for left in range(0, w, core):
-                t0, l0 = max(0, top - margin), max(0, left - margin)
-                t1, l1 = min(h, top + core + margin), min(w, left + core + margin)
-                piece = _run(model, x[..., t0:t1, l0:l1].to(dev, dtype))
-                bh, bw = min(core, h - top), min(core, w - left)
-                out[..., top : top + bh, left : left + bw] = piece[..., top - t0 : top - t0 + bh,
-                                                                    left - l0 : left - l0 + bw].clamp_(0, 1)
+    margin = -(-receptive_radius(model) // mult) * mult
+    plan = plan_tiles(h, w, tile * tile, margin, mult)
+    for done, t in enumerate(plan):
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"stopped after {done} of {len(plan)} tiles")
+        piece = _run(model, x[..., t.window_top : t.window_bottom, t.window_left : t.window_right].to(dev, dtype))
+        top, left = t.top - t.window_top, t.left - t.window_left
+        out[..., t.top : t.top + t.height, t.left : t.left + t.width] = piece[
+            ..., top : top + t.height, left : left + t.width].clamp_(0, 1)
+        if progress is not None:
+            progress(done + 1, len(plan))
     return out[0] if single else out
 
 
-def denoise_picture(model: Module, pic: Picture, tile: int = 512, device: torch.device | str | None = None) -> Picture:
-    """Denoise a decoded picture, keeping its size, mode, alpha and bit depth (grey runs channel-replicated)."""
-    out = denoise(model, to_rgb(pic.pixels), tile=tile, device=device)
+class Cancelled(Exception):
+    """``denoise`` stopped between two tiles because ``should_stop()`` said so."""
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The core [top, top+height) x [left, left+width) that a tile writes, and the window it reads."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    window_top: int
+    window_left: int
+    window_bottom: int
+    window_right: int
+
+    @property
+    def window_pixels(self) -> int:
+        return (self.window_bottom - self.window_top) * (self.window_right - self.window_left)
+
+
+def _padded(n: int, mult: int) -> int:
+    return -(-n // mult) * mult
+
+
+def _grid(h: int, w: int, core_h: int, core_w: int, margin: int) -> list[Tile]:
+    """Cores of core_h x core_w covering (h, w), each read with ``margin`` more on every side (clipped)."""
+    return [Tile(top, left, min(core_h, h - top), min(core_w, w - left), max(0, top - margin), max(0, left - margin),
+                 min(h, top + core_h + margin), min(w, left + core_w + margin))
+            for top in range(0, h, core_h) for left in range(0, w, core_w)]
+
+
+def plan_tiles(h: int, w: int, area: int, margin: int, mult: int) -> list[Tile]:
+    """Tiles for an (h, w) image whose windows hold about ``area`` pixels each, whatever the aspect ratio.
+
+    The whole image is one tile when its padded area fits. Otherwise the layout that computes the
+    fewest pixels wins among square tiles of side sqrt(area), full-height strips (no vertical
+    margin) and full-width strips, strips only where their windows fit in ``area``. Cores are multiples of ``mult`` (so pooling grids
+    line up with the untiled run) and at least ``max(mult, margin)`` wide, so the work per output
+    pixel stays bounded (a window is at most 3x its core per side) even when ``area`` is small.
+    """
+    if h <= 0 or w <= 0:
+        return [Tile(0, 0, h, w, 0, 0, h, w)]
+    if _padded(h, mult) * _padded(w, mult) <= area:
+        return [Tile(0, 0, h, w, 0, 0, h, w)]
+    smallest = max(mult, _padded(margin, mult))
+
+    def core(budget: int) -> int:
+        return max(smallest, (budget - 2 * margin) // mult * mult)
+
+    def computed(t: Tile) -> int:
+        return _padded(t.window_bottom - t.window_top, mult) * _padded(t.window_right - t.window_left, mult)
+
+    side = math.isqrt(area)
+    squares = _grid(h, w, core(side), core(side), margin)
+    strips = [_grid(h, w, h, core(area // _padded(h, mult)), margin),
+              _grid(h, w, core(area // _padded(w, mult)), w, margin)]
+    fitting = [squares] + [tiles for tiles in strips if max(computed(t) for t in tiles) <= area]
+    return min(fitting, key=lambda tiles: sum(computed(t) for t in tiles))
+
+
+def denoise_picture(model: Module, pic: Picture, tile: int = 512, device: torch.device | str | None = None,
+                    should_stop: Callable[[], bool] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Picture:
+    """Denoise a decoded picture, keeping its size, mode, alpha and bit depth (grey runs channel-replicated).
+
+    ``should_stop`` and ``progress`` work per tile, as in ``denoise``.
+    """
+    out = denoise(model, to_rgb(pic.pixels), tile=tile, device=device, should_stop=should_stop, progress=progress)
     return pic.with_pixels(from_rgb(out, pic.pixels.shape[0]))  # type: ignore[arg-type]

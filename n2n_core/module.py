@@ -2,12 +2,18 @@
 
 A module computes ``y = f(x)`` and, on request, a closure for its vector-Jacobian product:
 
+    y = m(x)
     y, vjp = m.forward_and_vjp(x)
     dL_dx, dL_dweight, dL_dbias = vjp(dL_dy)
+    y = m.forward_and_vjp(x, vjp_loss)      # training form: dL/dy = vjp_loss(y), gradients stored
+
+Subclasses implement ``forward`` and ``_forward_and_vjp``. The entry points above are the one
+boundary where every module's inputs are checked (``Module.forward_and_vjp`` says what).
 
 Parameters live in ``.weight`` and ``.bias`` (``None`` when absent). Containers store the
-gradients of their children in ``.d_weight`` / ``.d_bias``; optimizers read them there.
-No module keeps per-call state in attributes: the closure holds what the vjp needs.
+gradients of their children in ``.d_weight`` / ``.d_bias`` (summed over the uses of a module
+that a pass uses several times); optimizers read them there. No module keeps per-call state in
+attributes: the closure holds what the vjp needs.
 """
 
 from __future__ import annotations
@@ -26,8 +32,65 @@ def empty_like_grad(x: Tensor) -> Tensor:
     return torch.empty(0, dtype=x.dtype, device=x.device)
 
 
+def as_data(x: Any) -> Any:
+    """x detached from any autograd graph (a tensor with requires_grad is plain data here); non-tensors as is.
+
+    A view of the same storage, no copy: in-place layers still write where they would have.
+    """
+    return x.detach() if isinstance(x, Tensor) else x
+
+
+def layer_name(m: Module) -> str:
+    """How errors name a module: a layer by its repr, a container by its type (its repr spans lines)."""
+    return type(m).__name__ if m.named_children() else repr(m)
+
+
+def reject_empty_input(m: Module, x: Any) -> None:
+    """A training pass needs at least one value: an empty x (e.g. a batch of N = 0) is a ValueError."""
+    if isinstance(x, Tensor) and x.numel() == 0:
+        raise ValueError(
+            f"{layer_name(m)}.forward_and_vjp: empty input of shape {tuple(x.shape)}; a training pass "
+            "needs at least one sample (N >= 1)"
+        )
+
+
+def vjp_checking_dy(m: Module, y: Tensor, vjp: VJP) -> VJP:
+    """``vjp`` behind a check that dy is a tensor of y's shape (detached, like the inputs).
+
+    Keeps y's shape, not y: the closure must not hold on to the output's memory.
+    """
+    shape = y.shape
+
+    def checked(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
+        if not isinstance(dy, Tensor) or dy.shape != shape:
+            got = tuple(dy.shape) if isinstance(dy, Tensor) else type(dy).__name__
+            raise ValueError(f"{layer_name(m)}.vjp: dy must have the output's shape {tuple(shape)}, got {got}")
+        return vjp(dy.detach(), need_input_grad)
+
+    return checked
+
+
+def clear_grads(modules: list[Module]) -> None:
+    """Forget the gradients of the previous pass (a container calls it for its children in its forward)."""
+    for m in modules:
+        m.d_weight = m.d_bias = None
+
+
+def store_grads(m: Module, dw: Tensor, db: Tensor) -> None:
+    """Keep a module's parameter gradients where optimizers read them.
+
+    A module used several times in one pass gets the sum of its uses' gradients: its containers'
+    forwards cleared them (``clear_grads``) before any vjp ran, and each use's vjp adds its own.
+    """
+    if m.weight is not None:
+        m.d_weight = dw if m.d_weight is None or m.d_weight.numel() == 0 else m.d_weight + dw
+    if m.bias is not None:
+        m.d_bias = db if m.d_bias is None or m.d_bias.numel() == 0 else m.d_bias + db
+
+
 class Module:
-    """Base class. Subclasses implement ``forward`` and ``forward_and_vjp``."""
+    """Base class. Subclasses implement ``forward`` and ``_forward_and_vjp`` (and may override
+    ``_forward_and_vjp_inplace``); callers use ``m(x)`` and ``m.forward_and_vjp(x[, vjp_loss])``."""
 
     registry: ClassVar[dict[str, type[Module]]] = {}
     #: forward returns new storage that its vjp does not keep, so a container may let the next
@@ -36,7 +99,8 @@ class Module:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Module.registry[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # private helpers (e.g. _ConvBase) are not loadable types
+            Module.registry[cls.__name__] = cls
 
     def __init__(self) -> None:
         self.weight: Tensor | None = None
@@ -45,14 +109,51 @@ class Module:
         self.d_bias: Tensor | None = None
 
     # -- computation -------------------------------------------------------------------
+    def __call__(self, x: Tensor) -> Tensor:
+        """y = forward(x), x detached first. An empty batch (N = 0) gives an empty output, as in torch."""
+        return self.forward(as_data(x))
+
+    def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
+        """(y, vjp) with y = self(x); with ``vjp_loss`` the training form, which returns y.
+
+        The training form clears this module's stored gradients, runs the vjp on dL/dy = vjp_loss(y)
+        and stores every parameter gradient (``d_weight`` / ``d_bias``) of the module and its descendants.
+
+        Checks made here for every module, nested or not:
+          - x (and later dy) is detached: a tensor with requires_grad is accepted as plain data;
+          - an empty x (a batch of N = 0) is a ValueError: there is nothing to train on;
+          - the vjp raises ValueError naming the module when dy's shape is not y's.
+        """
+        return self._checked_pass(x, vjp_loss, inplace=False)
+
+    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+        """``forward_and_vjp`` that may overwrite x (Sequential calls it when no one else holds x)."""
+        return self._checked_pass(x, None, inplace=True)
+
+    def _checked_pass(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None, inplace: bool) -> Any:
+        """The checks of ``forward_and_vjp`` around ``_forward_and_vjp(_inplace)``, then the training form if asked."""
+        x = as_data(x)
+        reject_empty_input(self, x)
+        if vjp_loss is not None:
+            clear_grads([self])
+        y, vjp = self._forward_and_vjp_inplace(x) if inplace else self._forward_and_vjp(x)
+        vjp = vjp_checking_dy(self, y, vjp)
+        if vjp_loss is None:
+            return y, vjp
+        _, dw, db = vjp(vjp_loss(y), False)
+        store_grads(self, dw, db)
+        return y
+
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        """(y, vjp) for an input that passed the checks of ``forward_and_vjp``."""
         raise NotImplementedError
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.forward(x)
+    def _forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+        """Like ``_forward_and_vjp``, allowed to overwrite x; by default it does not."""
+        return self._forward_and_vjp(x)
 
     # -- structure ---------------------------------------------------------------------
     def named_children(self) -> list[tuple[str, Module]]:
@@ -72,7 +173,7 @@ class Module:
             yield m
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
-        """[("0.weight", tensor), ("0.bias", tensor), ...]."""
+        """[("0.weight", tensor), ("0.bias", tensor), ...]: every name, so a shared tensor appears under each."""
         out = []
         for prefix, m in self.named_modules():
             for attr in ("weight", "bias"):
@@ -82,7 +183,11 @@ class Module:
         return out
 
     def parameters(self) -> list[Tensor]:
-        return [p for _, p in self.named_parameters()]
+        """Each distinct parameter tensor once (a shared module or a tied weight is listed once), as in torch."""
+        distinct: dict[int, Tensor] = {}
+        for _, p in self.named_parameters():
+            distinct.setdefault(id(p), p)
+        return list(distinct.values())
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -109,12 +214,18 @@ class Module:
             p.copy_(src)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Module:
-        """Convert every parameter (and stored gradient) of self and its children in place."""
+        """Convert every parameter (and stored gradient) of self and its children in place.
+
+        A tensor held at several places (a shared module, tied weights) stays one tensor.
+        """
+        converted: dict[int, tuple[Tensor, Tensor]] = {}  # id -> (original, converted): originals stay alive
         for m in self.modules():
             for attr in ("weight", "bias", "d_weight", "d_bias"):
                 t = getattr(m, attr)
                 if t is not None:
-                    setattr(m, attr, t.to(device=device, dtype=dtype))
+                    if id(t) not in converted:
+                        converted[id(t)] = (t, t.to(device=device, dtype=dtype))
+                    setattr(m, attr, converted[id(t)][1])
         return self
 
     # -- architecture description (used by n2n_core.serialize) ---------------------------
@@ -124,8 +235,11 @@ class Module:
 
     @staticmethod
     def from_config(cfg: dict[str, Any]) -> Module:
+        """Rebuild a module from its ``config()``; only public (registered) layer types are built."""
+        if not isinstance(cfg, dict):
+            raise ValueError(f"a module description must be a JSON object, got {type(cfg).__name__}")
         kind = cfg.get("type")
-        cls = Module.registry.get(kind)  # type: ignore[arg-type]
+        cls = Module.registry.get(kind) if isinstance(kind, str) else None
         if cls is None:
             raise ValueError(f"unknown module type {kind!r} in architecture description")
         return cls._from_config(cfg)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from .atomic import atomic_write, atomic_write_text
 from .data import BatchLoader, Dataset
@@ -41,6 +43,7 @@ class TrainConfig:
     schedule: str = "cosine-tail"  # cosine-tail | cosine | constant
     tail: float = 0.3  # fraction of steps in the cosine tail
     warmup: int = 0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); it is what gets written
     val_every: int = 500
     checkpoint_every: int = 500
     val_images: int = 4
@@ -59,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r} or schedule {self.schedule!r}")
         if self.val_every < 1 or self.checkpoint_every < 1:
             raise ValueError("val_every and checkpoint_every must be >= 1")
+        if not 0 <= self.ema < 1 or self.warmup < 0:
+            raise ValueError(f"ema must be in [0, 1) and warmup >= 0, got {self.ema} and {self.warmup}")
         mult = size_multiple(build(self.arch))
         if self.patch_size % mult:
             raise ValueError(f"patch_size {self.patch_size} must be a multiple of {mult} for arch {self.arch!r}")
@@ -101,6 +106,11 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite. The run stops at once; the last checkpoint (written
+    before the loss broke) is kept, and no weights are written."""
+
+
 @dataclass
 class TrainResult:
     status: str  # succeeded | cancelled
@@ -118,7 +128,8 @@ class Trainer:
 
     progress(info) is called at least every ``progress_seconds`` with step, total, fraction, loss,
     lr, val_psnr and elapsed; should_stop() is polled every step and ends the run as cancelled
-    after a checkpoint.
+    after a checkpoint. A NaN or infinite loss raises TrainingDiverged (no checkpoint of the broken
+    weights is written).
     """
 
     def __init__(self, cfg: TrainConfig, data: Dataset, out: str | Path, progress: Progress | None = None,
@@ -133,6 +144,8 @@ class Trainer:
         self.model = (model or initial_model(cfg)).to(self.device)
         self.optim: Optimizer = (Adam(self.model, cfg.learning_rate) if cfg.optimizer == "adam"
                                  else SGD(self.model, cfg.learning_rate, momentum=0.9))
+        self.ema: dict[str, Tensor] | None = (
+            {k: v.clone() for k, v in self.model.state_dict().items()} if cfg.ema else None)
         self.history: list[dict[str, Any]] = []
         self.step = 0
         self.elapsed = 0.0
@@ -146,6 +159,8 @@ class Trainer:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         osd = self.optim.state_dict()
         tensors.update({f"optim.{k}": v.detach().cpu().contiguous() for k, v in osd["buffers"].items()})
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.items()})
         meta = {"step": str(self.step), "elapsed": str(self.elapsed), "optim_steps": str(osd["steps"]),
                 "config": json.dumps(asdict(self.cfg)), "history": json.dumps(self.history)}
         atomic_write(self.checkpoint_path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -168,16 +183,43 @@ class Trainer:
         self.optim.load_state_dict({"steps": int(meta["optim_steps"]), "lr": self.cfg.learning_rate,
                                     "buffers": {k[6:]: v.to(self.device) for k, v in tensors.items()
                                                 if k.startswith("optim.")}})
+        if self.ema is not None:
+            saved_ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            for k, v in self.ema.items():  # a checkpoint without an average starts it from the weights
+                v.copy_(saved_ema.get(k, self.model.state_dict()[k]))
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         self.history = json.loads(meta["history"])
         return True
+
+    # -- weight averaging --------------------------------------------------------------------
+    def update_ema(self) -> None:
+        """ema = d ema + (1 - d) w, with d = min(cfg.ema, (1 + t) / (10 + t)) so that early steps count."""
+        if self.ema is None:
+            return
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        for k, w in self.model.state_dict().items():
+            self.ema[k].lerp_(w, 1 - decay)
+
+    @contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Within the block the model holds the averaged weights (when averaging is on)."""
+        if self.ema is None:
+            yield
+            return
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(current)
 
     # -- evaluation --------------------------------------------------------------------------
     def validate(self) -> float | None:
         pairs = self.data.val[: self.cfg.val_images]
         if not pairs:
             return None
-        scores = [psnr(denoise(self.model, noisy.to(self.device)).cpu(), clean) for noisy, clean in pairs]
+        with self.averaged_weights():
+            scores = [psnr(denoise(self.model, noisy.to(self.device)).cpu(), clean) for noisy, clean in pairs]
         return sum(scores) / len(scores)
 
     def _report(self, **info: Any) -> None:
@@ -204,7 +246,11 @@ class Trainer:
                 self.optim.lr = learning_rate(cfg, step)
                 y = self.model.forward_and_vjp(inp, lambda y: loss_fn.vjp(y, tgt))
                 self.optim.step()
+                self.update_ema()
                 window.append(loss_fn(y, tgt).item())
+                if not math.isfinite(window[-1]):
+                    raise TrainingDiverged(f"training diverged: the loss became {window[-1]} at step {step + 1} "
+                                           f"(learning rate {self.optim.lr:g}); try a lower learning rate")
                 self.step = step + 1
                 self.elapsed = time.perf_counter() - t_start
                 val = None
@@ -241,7 +287,8 @@ class Trainer:
         meta = {"config": asdict(self.cfg), "steps": self.step, "seconds": round(self.elapsed, 1),
                 "device": str(self.device), "val_psnr": self.last_val_psnr(), "parameters": self.model.num_parameters(),
                 "data": self.data.train.describe()}
-        save(self.model, self.out, metadata=meta)
+        with self.averaged_weights():
+            save(self.model, self.out, metadata=meta)
         hist = self.out.with_suffix(".history.json")
         atomic_write_text(hist, json.dumps({"meta": meta, "history": self.history}, indent=1))
         plot_history(self.history, self.out.with_suffix(".history.png"))

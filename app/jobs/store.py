@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     note TEXT,
     worker_pid INTEGER,
+    worker_parent INTEGER,
+    worker_start INTEGER,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     started_at REAL,
@@ -49,6 +51,9 @@ class JobStore:
             cols = {r["name"] for r in c.execute("PRAGMA table_info(jobs)")}
             if "heartbeat_at" not in cols:  # databases made before the lease existed
                 c.execute("ALTER TABLE jobs ADD COLUMN heartbeat_at REAL")
+            for col in ("worker_parent", "worker_start"):  # databases made before orphans were recognised
+                if col not in cols:
+                    c.execute(f"ALTER TABLE jobs ADD COLUMN {col} INTEGER")
 
     @contextmanager
     def _conn(self):
@@ -82,7 +87,8 @@ class JobStore:
                       (job_id, json.dumps(params), json.dumps(progress), json.dumps(metrics), now, now))
         # What was inserted (a re-read could already see the scheduler's claim).
         return {"id": job_id, "status": "queued", "params": params, "progress": progress, "metrics": metrics,
-                "model_id": None, "error": None, "note": None, "worker_pid": None, "cancel_requested": False,
+                "model_id": None, "error": None, "note": None, "worker_pid": None, "worker_parent": None,
+                "worker_start": None, "cancel_requested": False,
                 "created_at": now, "started_at": None, "finished_at": None, "updated_at": now, "heartbeat_at": None}
 
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -114,9 +120,12 @@ class JobStore:
             c.execute("COMMIT")
         return self.get(r["id"])
 
-    def set_pid(self, job_id: str, pid: int | None) -> None:
+    def set_pid(self, job_id: str, pid: int | None, parent: int | None = None, start: int | None = None) -> None:
+        """Record the job's worker: its pid, the pid of the process that started it, and its start time
+        (clock ticks after boot, /proc/<pid>/stat) so that a reused pid is never taken for the worker."""
         with self._conn() as c:
-            c.execute("UPDATE jobs SET worker_pid = ?, updated_at = ? WHERE id = ?", (pid, time.time(), job_id))
+            c.execute("UPDATE jobs SET worker_pid = ?, worker_parent = ?, worker_start = ?, updated_at = ? "
+                      "WHERE id = ?", (pid, parent, start, time.time(), job_id))
 
     def update_progress(self, job_id: str, progress: dict[str, Any], metrics: dict[str, Any]) -> None:
         with self._conn() as c:
@@ -129,7 +138,8 @@ class JobStore:
         now = time.time()
         with self._conn() as c:
             c.execute("UPDATE jobs SET status = ?, model_id = COALESCE(?, model_id), error = COALESCE(?, error), "
-                      "note = COALESCE(?, note), finished_at = ?, updated_at = ?, worker_pid = NULL "
+                      "note = COALESCE(?, note), finished_at = ?, updated_at = ?, "
+                      "worker_pid = NULL, worker_parent = NULL, worker_start = NULL "
                       "WHERE id = ? AND status NOT IN ('succeeded', 'failed', 'cancelled')",
                       (status, model_id, error, note, now, now, job_id))
 
@@ -164,7 +174,8 @@ class JobStore:
 
     def requeue(self, job_id: str, note: str) -> None:
         with self._conn() as c:
-            c.execute("UPDATE jobs SET status = 'queued', worker_pid = NULL, note = ?, updated_at = ? "
+            c.execute("UPDATE jobs SET status = 'queued', worker_pid = NULL, worker_parent = NULL, "
+                      "worker_start = NULL, note = ?, updated_at = ? "
                       "WHERE id = ? AND status = 'running'", (note, time.time(), job_id))
 
     def running(self) -> list[dict[str, Any]]:

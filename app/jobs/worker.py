@@ -5,35 +5,228 @@ One job runs at a time. The scheduler claims the oldest queued job and starts a 
 writes progress to the store at least every second, polls the cancel flag, checkpoints under
 ``<data_dir>/jobs/<id>/`` and, on success, registers the model atomically. A job found running
 with no live worker (the service died) is queued again and resumes from its checkpoint.
+
+No worker outlives the process that started it: on Linux the kernel kills it when its parent goes
+(``PR_SET_PDEATHSIG``), and on every platform its heartbeat thread ends the process once its parent
+has changed. A live worker orphaned all the same (by a service without these guards) is stopped by
+``Scheduler.recover`` before its job resumes, so that a job never has two trainers.
+
+A run that diverged (a NaN or infinite loss, or validation images made worse than both the noisy
+input and the network it started from) ends as failed and is neither registered nor activated.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
+import math
 import multiprocessing as mp
+import os
+import signal
+import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..messages import without_paths
 from .store import JobStore
 
+log = logging.getLogger("n2n")
 
 HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 15.0  # a running job without a heartbeat for this long has lost its worker
+PARENT_CHECK_SECONDS = 0.5  # how often a worker checks that the process that started it is still there
+RECOVER_SECONDS = 5.0  # how often the scheduler looks for jobs that lost their worker
+ORPHANED_EXIT_CODE = 75  # a worker that found its parent gone
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _heartbeat(store: JobStore, job_id: str, halt: threading.Event) -> None:
-    while not halt.wait(HEARTBEAT_SECONDS):
+# -- the worker's ties to its parent -------------------------------------------------------------
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent exits (Linux), then check that the parent
+    is still ``parent_pid``: it may have died before the request took effect.
+
+    The signal follows the parent *thread* that started this process: the scheduler stops its worker
+    before its thread ends. Elsewhere (no prctl) the heartbeat thread's parent check still applies.
+    """
+    if sys.platform.startswith("linux"):
         try:
-            store.heartbeat(job_id)
-        except Exception:  # noqa: BLE001 - a missed beat is retried; the lease tolerates several
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
             pass
+    if os.getppid() != parent_pid:
+        os._exit(ORPHANED_EXIT_CODE)
 
 
-def run_job(job_id: str, data_dir: str, device: str) -> None:
-    """Worker process entry point."""
+def _orphaned() -> None:
+    os._exit(ORPHANED_EXIT_CODE)  # no cleanup: checkpoints are atomic, the next service resumes the job
+
+
+def _heartbeat(store: JobStore, job_id: str, halt: threading.Event, parent_pid: int | None,
+               interval: float = HEARTBEAT_SECONDS, orphaned: Callable[[], None] = _orphaned) -> None:
+    """Renew the job's lease every ``interval`` seconds; end the process (``orphaned()``) as soon as its
+    parent is no longer ``parent_pid`` (None: no parent check)."""
+    next_beat = time.monotonic() + interval
+    while not halt.wait(min(PARENT_CHECK_SECONDS, interval)):
+        if parent_pid is not None and os.getppid() != parent_pid:
+            orphaned()
+            return
+        if time.monotonic() >= next_beat:
+            next_beat = time.monotonic() + interval
+            try:
+                store.heartbeat(job_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease tolerates several
+                pass
+
+
+# -- processes seen through /proc (Linux); elsewhere nothing is ever found, so nothing is killed -----
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    start: int  # clock ticks after boot: with the pid, it names one process for good
+
+
+def proc_info(pid: int) -> ProcInfo | None:
+    """The live process ``pid``; None when there is none (gone, a zombie, or no /proc)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        if fields[0] in ("Z", "X", "x"):
+            return None
+        return ProcInfo(int(pid), int(fields[1]), int(fields[19]))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    info = proc_info(pid)
+    return info.start if info else None
+
+
+def job_worker(job: dict[str, Any]) -> ProcInfo | None:
+    """The job's recorded worker process when it is still alive here, else None.
+
+    A pid counts only when its start time is the one recorded when the worker started (a reused pid
+    is another process). Rows from before start times were recorded need the command line of a
+    multiprocessing 'spawn' child of this Python instead.
+    """
+    pid = job.get("worker_pid")
+    info = proc_info(pid) if pid else None
+    if info is None:
+        return None
+    if job.get("worker_start") is not None:
+        return info if info.start == job["worker_start"] else None
+    try:
+        argv = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    spawned = argv[0] == os.fsencode(sys.executable) and any(b"spawn_main" in a for a in argv)
+    return info if spawned and b"--multiprocessing-fork" in argv else None
+
+
+def is_orphaned(job: dict[str, Any], worker: ProcInfo) -> bool:
+    """Whether the job's live worker lost the process that started it (it was re-parented)."""
+    if job.get("worker_parent") is None:  # rows from before parents were recorded: re-parented to init
+        return worker.ppid == 1 and os.getpid() != 1
+    return worker.ppid != job["worker_parent"]
+
+
+def kill_process(info: ProcInfo, wait: float = 60.0) -> bool:
+    """SIGKILL the process ``info`` names and wait until it is gone; False when it could not be stopped."""
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(info.pid)  # pins the process: its pid cannot be reused under us
+    except (AttributeError, OSError):
+        pass  # gone already, or no pidfd here: checked again just below
+    try:
+        now = proc_info(info.pid)
+        if now is None or now.start != info.start:
+            return True
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        else:
+            os.kill(info.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        now = proc_info(info.pid)
+        if now is None or now.start != info.start:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- the quality gate ------------------------------------------------------------------------------
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as None: a diverging run's metrics must stay valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def mean_psnr_of_noisy(pairs: list[tuple[Any, Any]]) -> float | None:
+    """The PSNR of the noisy validation inputs against their clean images: what doing nothing scores."""
+    from n2n_core.metrics import psnr
+
+    if not pairs:
+        return None
+    return sum(psnr(noisy, clean) for noisy, clean in pairs) / len(pairs)
+
+
+def divergence(final: float | None, noisy: float | None, start: float | None) -> str | None:
+    """Why a finished run's validation PSNR says it diverged, or None.
+
+    Diverged: NaN, or below both the noisy input's PSNR and the starting network's on the same
+    validation images (training made the images worse than doing nothing, and worse than where it
+    started). A short run still climbing from its start towards the noisy input's PSNR has not diverged.
+    """
+    if final is None or noisy is None:
+        return None
+    if math.isnan(final):
+        return "training diverged: the validation PSNR is NaN"
+    if final < noisy and (start is None or final < start):
+        since = f" and the {start:.2f} dB of the network it started from" if start is not None else ""
+        return (f"training diverged: validation PSNR {final:.2f} dB is below the noisy input's {noisy:.2f} dB{since} "
+                "on the same images; try a lower learning_rate")
+    return None
+
+
+def run_job(job_id: str, data_dir: str, device: str, parent_pid: int | None,
+            heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+    """Worker process entry point. ``parent_pid``: the process that started it, which it must not
+    outlive (None: no such tie, for a worker started by hand)."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # first: the parent may already be gone
+    store = JobStore(Path(data_dir) / "jobs.sqlite3")
+    halt = threading.Event()
+    threading.Thread(target=_heartbeat, args=(store, job_id, halt, parent_pid, heartbeat_seconds), daemon=True,
+                     name="n2n-heartbeat").start()
+    try:
+        job = store.get(job_id)
+        if job is not None:
+            _train(store, job, Path(data_dir), device)
+    finally:
+        halt.set()
+
+
+def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str) -> None:
     import torch
 
     from n2n_core.card import write_card
@@ -44,16 +237,10 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
     from ..registry import register_model, write_active
 
     torch.set_grad_enabled(False)
-    store = JobStore(Path(data_dir) / "jobs.sqlite3")
-    job = store.get(job_id)
-    if job is None:
-        return
-    p = job["params"]
-    halt = threading.Event()
-    threading.Thread(target=_heartbeat, args=(store, job_id, halt), daemon=True, name="n2n-heartbeat").start()
+    job_id, p = job["id"], job["params"]
     try:
         noise = noise_from_dict(p["noise"])
-        data_spec = "builtin" if p["dataset"] == "builtin" else str(Path(data_dir) / "datasets" / p["dataset"])
+        data_spec = "builtin" if p["dataset"] == "builtin" else str(data_dir / "datasets" / p["dataset"])
         cfg = TrainConfig(arch=p["arch"], steps=p["steps"], batch_size=p["batch_size"], patch_size=p["patch_size"],
                           init=p.get("init_weights"),
                           learning_rate=p["learning_rate"], seed=p["seed"], device=device, noise=noise.spec(),
@@ -68,8 +255,8 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
                 history.append({"step": info["step"], "loss": info.get("loss"), "val_psnr": info["val_psnr"]})
             store.update_progress(
                 job_id, {"step": info["step"], "total": info["total"], "fraction": round(info["fraction"], 4)},
-                {"loss": info.get("loss"), "val_psnr": info.get("val_psnr"), "lr": info.get("lr"),
-                 "elapsed_seconds": round(info.get("elapsed") or 0.0, 2), "history": history[-200:]})
+                json_safe({"loss": info.get("loss"), "val_psnr": info.get("val_psnr"), "lr": info.get("lr"),
+                           "elapsed_seconds": round(info.get("elapsed") or 0.0, 2), "history": history[-200:]}))
 
         def should_stop() -> bool:
             now = time.monotonic()
@@ -77,61 +264,95 @@ def run_job(job_id: str, data_dir: str, device: str) -> None:
                 last_poll[0], last_poll[1] = now, store.cancel_requested(job_id)
             return bool(last_poll[1])
 
-        out = Path(data_dir) / "jobs" / job_id / "model.safetensors"
+        out = data_dir / "jobs" / job_id / "model.safetensors"
         trainer = Trainer(cfg, data, out, progress=progress, should_stop=should_stop, progress_seconds=1.0)
-        result = trainer.run(resume=True)
+        val_pairs = data.val[: cfg.val_images]
+        noisy_psnr = mean_psnr_of_noisy(val_pairs)
+        start_psnr = trainer.validate() if val_pairs else None  # the untrained (or init) network: before run()
+        result = trainer.run(resume=True)  # a NaN or infinite loss raises TrainingDiverged
         if result.status == "cancelled":
             store.finish(job_id, "cancelled", note=f"cancelled at step {result.step}")
             return
+        final_psnr = trainer.last_val_psnr()
+        store.update_progress(job_id, {"step": result.step, "total": cfg.steps, "fraction": 1.0}, json_safe(
+            {"loss": result.history[-1]["loss"] if result.history else None, "val_psnr": final_psnr,
+             "noisy_psnr": noisy_psnr, "elapsed_seconds": round(result.seconds, 2),
+             "history": [{k: h[k] for k in ("step", "loss", "val_psnr")} for h in result.history]}))
+        problem = divergence(final_psnr, noisy_psnr, start_psnr)
+        if problem:
+            store.finish(job_id, "failed", error=problem, note="the model was not registered")
+            return
+        note = None
+        if noisy_psnr is None:
+            note = "; ".join(filter(None, [job.get("note"), "no validation images (a paired dataset): only the "
+                                           "finite-loss check guarded this model"]))
         card = json.loads(write_card(out, trainer).read_text())
         card["job_id"] = job_id
         if p.get("init_model"):
             card["training"]["init"] = p["init_model"]  # the model id, not a server path
-        model_id = register_model(Path(data_dir) / "models", out, card)
-        store.update_progress(job_id, {"step": result.step, "total": cfg.steps, "fraction": 1.0},
-                              {"loss": result.history[-1]["loss"] if result.history else None,
-                               "val_psnr": trainer.last_val_psnr(), "elapsed_seconds": round(result.seconds, 2),
-                               "history": [{k: h[k] for k in ("step", "loss", "val_psnr")} for h in result.history]})
+        model_id = register_model(data_dir / "models", out, card)
         if p.get("activate_when_done"):
-            write_active(Path(data_dir) / "active.json", model_id)
-        store.finish(job_id, "succeeded", model_id=model_id)
+            write_active(data_dir / "active.json", model_id)
+        store.finish(job_id, "succeeded", model_id=model_id, note=note)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
         error, note = f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)[-2000:]
         if p.get("init_weights"):  # name the init model by its id, not by its path on this server
             error, note = (t.replace(p["init_weights"], repr(p["init_model"])) for t in (error, note))
-        store.finish(job_id, "failed", error=error, note=note)
-    finally:
-        halt.set()
+        store.finish(job_id, "failed", error=without_paths(error), note=without_paths(note))
 
 
 class Scheduler:
-    """Starts one worker at a time, watches it, settles jobs orphaned by a previous run."""
+    """Starts one worker at a time, watches it, settles jobs orphaned by a previous run.
+
+    ``stale_seconds``: a running job whose worker sent no heartbeat for this long has lost it;
+    ``heartbeat_seconds``: how often workers renew that lease (keep it well below stale_seconds).
+    """
 
     def __init__(self, store: JobStore, data_dir: Path, device: str, poll: float = 0.2,
-                 cancel_grace: float = 15.0) -> None:
+                 cancel_grace: float = 15.0, stale_seconds: float = STALE_SECONDS,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, recover_seconds: float = RECOVER_SECONDS) -> None:
+        if not 0 < heartbeat_seconds < stale_seconds:
+            raise ValueError(f"heartbeat_seconds ({heartbeat_seconds}) must be > 0 and below stale_seconds "
+                             f"({stale_seconds})")
         self.store, self.data_dir, self.device = store, Path(data_dir), device
         self.poll, self.cancel_grace = poll, cancel_grace
+        self.stale_seconds, self.heartbeat_seconds, self.recover_seconds = (stale_seconds, heartbeat_seconds,
+                                                                            recover_seconds)
         self._ctx = mp.get_context("spawn")
         self._proc: mp.process.BaseProcess | None = None
         self._job: str | None = None
         self._cancel_seen: float | None = None
         self._halt = threading.Event()
+        self._worker_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="n2n-scheduler")
 
     def recover(self) -> list[str]:
-        """Settle running jobs whose worker stopped sending heartbeats (the service or the worker died).
+        """Settle running jobs that lost their worker, or whose worker lost its service.
 
-        Such a job goes back to the queue and resumes from its last checkpoint; one that was being
-        cancelled ends as cancelled. Jobs of a live worker (ours, or another instance's) are left alone.
+        A job whose worker stopped sending heartbeats (the service or the worker died), or whose
+        worker still runs but was orphaned by a service that is gone, goes back to the queue and
+        resumes from its last checkpoint; one that was being cancelled ends as cancelled. A live
+        worker of such a job is killed first. Jobs of a live worker that still has its service
+        (ours, or another instance's) are left alone.
         """
         recovered = []
-        for job in self.store.stale_running(STALE_SECONDS):
+        cutoff = time.time() - self.stale_seconds
+        for job in self.store.running():
             if job["id"] == self._job:
                 continue
+            worker = job_worker(job)
+            orphaned = worker is not None and is_orphaned(job, worker)
+            if not orphaned and (job["heartbeat_at"] or job["updated_at"]) >= cutoff:
+                continue
+            if worker is not None and not kill_process(worker):
+                log.error("job %s: cannot stop its worker (pid %d); it stays running", job["id"], worker.pid)
+                continue
+            lost = (f"stopped worker pid {worker.pid}, orphaned by a previous service process" if orphaned
+                    else "worker lost")
             if job["cancel_requested"]:
-                self.store.finish(job["id"], "cancelled", note="worker lost while cancelling")
+                self.store.finish(job["id"], "cancelled", note=f"{lost} while cancelling")
             else:
-                self.store.requeue(job["id"], "service restarted: resuming from the last checkpoint")
+                self.store.requeue(job["id"], f"service restarted ({lost}): resuming from the last checkpoint")
             recovered.append(job["id"])
         return recovered
 
@@ -140,29 +361,51 @@ class Scheduler:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop scheduling and the running worker (its job resumes at the next start)."""
         self._halt.set()
-        self._thread.join(timeout)
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
-            if self._job:
-                job = self.store.get(self._job)
-                if job and job["cancel_requested"]:
-                    self.store.finish(self._job, "cancelled", note="service stopped while cancelling")
+        if self._thread.is_alive():
+            self._thread.join(timeout)  # the thread stops the worker on its way out
+        if not self._thread.is_alive():
+            self._stop_worker()  # a no-op unless the thread never ran
+
+    def _stop_worker(self) -> None:
+        """Terminate the running worker and settle its job. Runs on the scheduler thread as it ends: the
+        worker's parent-death signal follows the thread that started it."""
+        with self._worker_lock:
+            proc, job_id = self._proc, self._job
+            if proc is None or job_id is None:
+                return
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5)
+            if proc.is_alive():
+                log.error("job %s: its worker (pid %s) did not stop", job_id, proc.pid)
+                return
+            self._proc, self._job = None, None
+            job = self.store.get(job_id)
+            if job and job["status"] == "running":
+                if job["cancel_requested"]:
+                    self.store.finish(job_id, "cancelled", note="service stopped while cancelling")
                 else:  # the next start resumes it from its checkpoint
-                    self.store.requeue(self._job, "service stopped: resuming from the last checkpoint")
+                    self.store.requeue(job_id, "service stopped: resuming from the last checkpoint")
 
     def _loop(self) -> None:
         last_recover = time.monotonic()
-        while not self._halt.is_set():
-            try:
-                self._tick()
-                if time.monotonic() - last_recover > 5:
-                    last_recover = time.monotonic()
-                    self.recover()
-            except Exception:  # noqa: BLE001 - the scheduler must outlive any one failure
-                traceback.print_exc()
-            self._halt.wait(self.poll)
+        try:
+            while not self._halt.is_set():
+                try:
+                    self._tick()
+                    if time.monotonic() - last_recover > self.recover_seconds:
+                        last_recover = time.monotonic()
+                        self.recover()
+                except Exception:  # noqa: BLE001 - the scheduler must outlive any one failure
+                    traceback.print_exc()
+                self._halt.wait(self.poll)
+        finally:
+            self._stop_worker()
 
     def _tick(self) -> None:
         if self._proc is None:
@@ -170,10 +413,11 @@ class Scheduler:
             if job is None:
                 return
             self._job, self._cancel_seen = job["id"], None
-            self._proc = self._ctx.Process(target=run_job, args=(job["id"], str(self.data_dir), self.device),
-                                           name=f"n2n-job-{job['id']}", daemon=True)
+            self._proc = self._ctx.Process(target=run_job, name=f"n2n-job-{job['id']}", daemon=True,
+                                           args=(job["id"], str(self.data_dir), self.device, os.getpid(),
+                                                 self.heartbeat_seconds))
             self._proc.start()
-            self.store.set_pid(job["id"], self._proc.pid)
+            self.store.set_pid(job["id"], self._proc.pid, os.getpid(), process_start(self._proc.pid))
             return
         job_id = self._job
         assert job_id is not None

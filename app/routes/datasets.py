@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..datasets import DatasetError, ingest_zip, list_datasets
+from ..messages import scrub_paths
 from ..deps import Authorized, SettingsDep
 from ..schemas import DatasetInfo, Message
 from .denoise import read_upload
@@ -22,11 +23,13 @@ ZIP_BODY = {"requestBody": {"required": True, "content": {
              responses={400: {"model": Message}, 401: {"model": Message}, 413: {"model": Message}})
 async def upload(request: Request, settings: SettingsDep) -> DatasetInfo:
     data = await read_upload(request, accept=("application/zip", "application/x-zip-compressed"))
+    root = settings.data_dir / "datasets"
     try:
-        info = await run_in_threadpool(ingest_zip, data, settings.data_dir / "datasets", settings.max_dataset_files,
-                                       settings.max_dataset_uncompressed, settings.max_compression_ratio)
-    except DatasetError as e:
-        raise HTTPException(e.status, str(e)) from None
+        info = await run_in_threadpool(ingest_zip, data, root, settings.max_dataset_files,
+                                       settings.max_dataset_uncompressed, settings.max_compression_ratio,
+                                       settings.max_pixels, settings.max_dataset_pixels)
+    except DatasetError as e:  # its messages name zip members; scrubbing the data folder is a second guard
+        raise HTTPException(e.status, scrub_paths(str(e), settings.data_dir)) from None
     return DatasetInfo(**info)
 
 

@@ -7,8 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ..deps import MetricsDep, QueueDep, SettingsDep
-from ..denoiser import QueueFull
-from ..imaging import check_header
+from ..denoiser import Abandoned, QueueFull, Stopping
+from ..imaging import check_header, check_output_size
 from ..registry import BrokenModel, NoActiveModel, UnknownModel
 
 router = APIRouter(tags=["denoise"])
@@ -50,8 +50,10 @@ async def read_upload(request: Request, field: str = "file", accept: tuple[str, 
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
                      "description": "the denoised image, same size and mode"},
-               400: {"description": "unreadable image"}, 413: {"description": "too large"},
-               415: {"description": "unsupported format"}, 503: {"description": "busy, retry later"}},
+               400: {"description": "unreadable image, or too large for the output format"},
+               413: {"description": "too many pixels"}, 415: {"description": "unsupported format"},
+               422: {"description": "absurd aspect ratio, or invalid parameters"},
+               503: {"description": "busy or shutting down, retry later"}},
     openapi_extra=IMAGE_BODY,
 )
 async def denoise(
@@ -63,12 +65,18 @@ async def denoise(
     model: str | None = Query(None, max_length=64, description="registered model id (default: the active one)"),
 ) -> Response:
     data = await read_upload(request)
-    check_header(data, settings.max_pixels)
+    _, width, height = check_header(data, settings.max_pixels, settings.max_aspect_ratio)
+    check_output_size(format, width, height)
     try:
-        result = await queue.submit(data, format, model)
+        result = await queue.submit(data, format, model, disconnected=request.is_disconnected)
     except QueueFull:
         metrics.count_rejected()
         raise HTTPException(503, "the denoising queue is full; retry shortly", headers={"Retry-After": "2"}) from None
+    except Stopping:
+        raise HTTPException(503, "the service is shutting down; retry on another instance or shortly",
+                            headers={"Retry-After": "5", "Connection": "close"}) from None
+    except Abandoned:  # the client is gone; this answer reaches nobody
+        raise HTTPException(499, "client closed the request") from None
     except UnknownModel:
         raise HTTPException(404, f"unknown model {model!r}; see GET /models") from None
     except (NoActiveModel, BrokenModel) as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from fastapi.concurrency import run_in_threadpool
 
 from ..deps import Authorized, RegistryDep
 from ..registry import BrokenModel, UnknownModel
@@ -27,9 +26,10 @@ def get_model(model_id: str, registry: RegistryDep) -> ModelInfo:
 
 @router.post("/{model_id}/activate", response_model=ModelInfo, dependencies=[Authorized],
              responses={404: {"model": Message}, 401: {"model": Message}, 409: {"model": Message}})
-async def activate(model_id: str, registry: RegistryDep) -> ModelInfo:
+def activate(model_id: str, registry: RegistryDep) -> ModelInfo:
+    """Load the model (off the event loop, like every route here that touches the registry), then switch."""
     try:
-        await run_in_threadpool(registry.activate, model_id)
+        registry.activate(model_id)
     except UnknownModel:
         raise HTTPException(404, f"unknown model {model_id!r}") from None
     except BrokenModel as e:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from .pad import pad_zeros
 
 Pair = tuple[int, int]
 
@@ -69,7 +70,7 @@ def _pad_nhwc(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor
     """Zero-pad the H and W dims of an NHWC tensor; returns a contiguous tensor."""
     if top == bottom == left == right == 0:
         return x.contiguous()
-    return F.pad(x, (0, 0, left, right, top, bottom))
+    return pad_zeros(x, {1: (top, bottom), 2: (left, right)})
 
 
 def _window_pads(size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out: Pair) -> tuple[int, ...]:

@@ -26,10 +26,10 @@ class ReLU(Module):
         _check(self, x)
         return x.clamp_min_(0)
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         return self._vjp_from_output(self.forward(x))
 
-    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
         return self._vjp_from_output(self.forward_inplace(x))
 
     @staticmethod
@@ -71,13 +71,13 @@ class LeakyReLU(Module):
         _check(self, x)
         return x.mul_(self._factor(x))
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
-        return self._forward_and_vjp(x, inplace=False)
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        return self._scaled_with_vjp(x, inplace=False)
 
-    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
-        return self._forward_and_vjp(x, inplace=True)
+    def _forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+        return self._scaled_with_vjp(x, inplace=True)
 
-    def _forward_and_vjp(self, x: Tensor, inplace: bool) -> tuple[Tensor, VJP]:
+    def _scaled_with_vjp(self, x: Tensor, inplace: bool) -> tuple[Tensor, VJP]:
         _check(self, x)
         factor = self._factor(x)
         y = x.mul_(factor) if inplace else x * factor
@@ -100,10 +100,10 @@ class Sigmoid(Module):
         _check(self, x)
         return x.sigmoid_()
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         return self._vjp_from_output(self.forward(x))
 
-    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
         return self._vjp_from_output(self.forward_inplace(x))
 
     @staticmethod
@@ -121,7 +121,7 @@ class Identity(Module):
     def forward(self, x: Tensor) -> Tensor:
         return x
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
             e = empty_like_grad(dy)
             return dy, e, e

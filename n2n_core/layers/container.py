@@ -1,30 +1,19 @@
-"""Sequential: a chain of modules, with the training entry point of the framework."""
+"""Containers: Sequential (a chain), Concat (branches side by side) and Residual (x + body(x)).
+
+Each clears its children's stored gradients in its forward and stores them from its vjp, summed over
+the uses of a child that appears several times. The training form ``forward_and_vjp(x, vjp_loss)``
+is ``Module``'s, shared by every module.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module, empty_like_grad
-
-
-def training_form(module: Module, x: Tensor, vjp_loss: Callable[[Tensor], Tensor]) -> Tensor:
-    """Forward, dL/dy = vjp_loss(y), vjps in reverse storing every parameter gradient; returns y."""
-    y, vjp = module.forward_and_vjp(x)
-    _, dw, db = vjp(vjp_loss(y), False)
-    store_grads(module, dw, db)
-    return y
-
-
-def store_grads(m: Module, dw: Tensor, db: Tensor) -> None:
-    """Keep a child's parameter gradients where optimizers read them."""
-    if m.weight is not None:
-        m.d_weight = dw
-    if m.bias is not None:
-        m.d_bias = db
+from ..module import VJP, Module, clear_grads, empty_like_grad, store_grads
 
 
 class Sequential(Module):
@@ -33,7 +22,8 @@ class Sequential(Module):
     ``forward_and_vjp(x, vjp_loss)`` runs forward, gets dL/dy = vjp_loss(y), runs the vjps in
     reverse, stores every child's d_weight / d_bias and returns y. Without ``vjp_loss`` it has
     the module form and returns (y, vjp); the vjp stores the gradients and returns
-    (dL/dx, empty, empty), which is how containers nest.
+    (dL/dx, empty, empty), which is how containers nest. A child may appear several times (or in
+    several containers): its stored gradients are then the sum over its uses.
     """
 
     def __init__(self, *modules: Module) -> None:
@@ -81,7 +71,8 @@ class Sequential(Module):
             x = m.forward_inplace(x) if inplace else m(x)  # type: ignore[attr-defined]
         return x
 
-    def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        clear_grads(self._children)
         vjps: list[VJP | None] = []
         for m, inplace in zip(self._children, self._inplace_flags()):
             x, vjp = m.forward_and_vjp_inplace(x) if inplace else m.forward_and_vjp(x)  # type: ignore[attr-defined]
@@ -95,10 +86,7 @@ class Sequential(Module):
                 store_grads(self._children[i], dw, db)
             return dy, e, e
 
-        if vjp_loss is None:
-            return x, vjp
-        vjp(vjp_loss(x), False)
-        return x
+        return x, vjp
 
 
 class Concat(Module):
@@ -141,9 +129,8 @@ class Concat(Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._cat([m(x) for m in self.branches])
 
-    def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
-        if vjp_loss is not None:
-            return training_form(self, x, vjp_loss)
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        clear_grads(self.branches)
         outs = [m.forward_and_vjp(x) for m in self.branches]
         y = self._cat([o[0] for o in outs])
         splits = [o[0].shape[1] for o in outs]
@@ -196,9 +183,8 @@ class Residual(Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._add(x, self.body(x))
 
-    def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
-        if vjp_loss is not None:
-            return training_form(self, x, vjp_loss)
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+        clear_grads([self.body])
         h, body_vjp = self.body.forward_and_vjp(x)
         y = self._add(x, h)
 

@@ -102,7 +102,7 @@ class Conv2d(_ConvBase):
         y, _ = conv2d_forward(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
         return y[0] if unbatched else y
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         x4, unbatched = self._prepare(x)
         weight, size = self.weight, (x4.shape[2], x4.shape[3])
         y, xp = conv2d_forward(x4, weight, self.bias, self.stride, self.padding, self.dilation)
@@ -150,7 +150,7 @@ class TransposeConv2d(_ConvBase):
         )
         return y[0] if unbatched else y
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         x4, unbatched = self._prepare(x)
         weight = self.weight
         y = conv_transpose2d_forward(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import Pair, check_image_batch, to_pair
+from ..functional.pad import pad_zeros
 from ..module import VJP, Module, empty_like_grad
 
 
@@ -34,7 +34,7 @@ def maxpool2d_vjp(dy: Tensor, idx: Tensor, kernel: Pair, input_size: Pair) -> Te
     spread = dyh.new_zeros((n, ho, wo, kh * kw, c)).scatter_(3, idx.unsqueeze(3), dyh)
     blocks = spread.view(n, ho, wo, kh, kw, c).permute(0, 1, 3, 2, 4, 5).reshape(n, ho * kh, wo * kw, c)
     if (ho * kh, wo * kw) != (h, w):
-        blocks = F.pad(blocks, (0, 0, 0, w - wo * kw, 0, h - ho * kh))
+        blocks = pad_zeros(blocks, {1: (0, h - ho * kh), 2: (0, w - wo * kw)})
     return blocks.permute(0, 3, 1, 2)
 
 
@@ -59,7 +59,7 @@ class MaxPool2d(Module):
         self._check(x)
         return maxpool2d_forward(x, self.kernel_size)[0]
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         self._check(x)
         y, idx = maxpool2d_forward(x, self.kernel_size)
         size = (x.shape[2], x.shape[3])

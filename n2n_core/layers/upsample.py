@@ -44,7 +44,7 @@ class NearestUpsampling(Module):
         check_image_batch(repr(self), x)
         return upsample_nearest_forward(x, self.scale_factor)
 
-    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
+    def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         y = self.forward(x)
 
         def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:

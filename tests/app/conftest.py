@@ -54,11 +54,29 @@ def rgb(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def wait_for(client: TestClient, job_id: str, statuses=("succeeded", "failed", "cancelled"), timeout=90.0) -> dict:
+# Waits poll for a state. Their timeouts are hang guards only, never speed requirements: the suite must
+# pass on a machine whose cores are all busy (training there runs many times slower than when quiet).
+HANG_GUARD = 300.0  # below pytest-timeout (600 s a test) so that a hang reports what it waited for
+
+
+def poll_until(predicate, what: str, timeout: float = HANG_GUARD, every: float = 0.1):
+    """predicate()'s first truthy value, polled every ``every`` seconds; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hang guard: {what} not reached after {timeout:.0f}s")
+        time.sleep(every)
+
+
+def wait_for(client: TestClient, job_id: str, statuses=("succeeded", "failed", "cancelled"),
+             timeout: float = HANG_GUARD) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/train/{job_id}").json()
         if job["status"] in statuses:
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+    raise AssertionError(f"hang guard: job {job_id} still {job['status']} after {timeout}s: {job}")

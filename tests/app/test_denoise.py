@@ -2,7 +2,6 @@
 
 import io
 import threading
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -133,13 +132,14 @@ def test_32_concurrent_512px_requests_are_all_served(client):
 def test_beyond_the_queue_limit_requests_get_503_with_retry_after(tmp_path, tiny_weights, monkeypatch):
     from app.denoiser import DenoiseQueue
 
-    slow = DenoiseQueue._work
+    work = DenoiseQueue._work
+    overflowed = threading.Event()
 
-    def slow_work(self, *a):
-        time.sleep(0.3)
-        return slow(self, *a)
+    def held_work(self, *a):  # the worker is held until the line has overflowed: no race with a sleep
+        overflowed.wait(600)  # a hang guard only
+        return work(self, *a)
 
-    monkeypatch.setattr(DenoiseQueue, "_work", slow_work)
+    monkeypatch.setattr(DenoiseQueue, "_work", held_work)
     s = make_settings(tmp_path / "d", tiny_weights, queue_limit=2)
     with TestClient(create_app(s)) as c:
         data = png_bytes(rgb())
@@ -147,7 +147,10 @@ def test_beyond_the_queue_limit_requests_get_503_with_retry_after(tmp_path, tiny
 
         def send(_):
             barrier.wait()
-            return c.post("/denoise", content=data, headers={"content-type": "image/png"})
+            r = c.post("/denoise", content=data, headers={"content-type": "image/png"})
+            if r.status_code == 503:
+                overflowed.set()
+            return r
 
         with ThreadPoolExecutor(8) as pool:
             responses = list(pool.map(send, range(8)))
@@ -157,7 +160,29 @@ def test_beyond_the_queue_limit_requests_get_503_with_retry_after(tmp_path, tiny
         assert c.get("/healthz").status_code == 200
 
 
-def test_unencodable_output_is_4xx(client):
-    wide = png_bytes(np.zeros((2, 17000, 3), np.uint8))
-    r = client.post("/denoise?format=webp", content=wide, headers={"content-type": "image/png"})
+@pytest.mark.parametrize(("fmt", "shape"), [("webp", (20, 17000)), ("webp", (17000, 20)), ("jpeg", (70, 65501))])
+def test_unencodable_output_is_refused_before_any_work(client, fmt, shape):
+    def no_work(*args):
+        raise AssertionError("the denoise worker was given an image its output format cannot hold")
+
+    client.app.state.queue._work = no_work
+    wide = png_bytes(np.zeros((*shape, 3), np.uint8))
+    r = client.post(f"/denoise?format={fmt}", content=wide, headers={"content-type": "image/png"})
     assert r.status_code == 400 and "png" in r.json()["detail"]
+    assert client.app.state.queue.waiting == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 40_000), (40_000, 1), (7, 100_001), (2, 2001)])
+def test_absurd_aspect_ratios_are_refused(client, shape):
+    def no_work(*args):
+        raise AssertionError("the denoise worker was given a sliver")
+
+    client.app.state.queue._work = no_work
+    r = client.post("/denoise", content=png_bytes(np.zeros((*shape, 3), np.uint8)),
+                    headers={"content-type": "image/png"})
+    assert r.status_code == 422 and "short side" in r.json()["detail"]
+
+
+def test_thin_but_sane_images_are_denoised(client):
+    r = client.post("/denoise", content=png_bytes(rgb(3, 2000)), headers={"content-type": "image/png"})
+    assert r.status_code == 200 and _decode(r.content).size == (2000, 3)

@@ -39,4 +39,5 @@ def test_not_ready_without_a_model(tmp_path):
     with TestClient(create_app(s)) as c:
         assert c.get("/healthz").status_code == 200
         r = c.get("/readyz")
-        assert r.status_code == 503 and r.json()["error"]
+        assert r.status_code == 503 and "missing.safetensors" in r.json()["error"]
+        assert str(tmp_path) not in r.text  # no server path in what the service says

@@ -1,13 +1,15 @@
 """Training jobs over HTTP: auth, validation, lifecycle, cancel, progress, activation."""
 
-import time
+import io
+import re
+import zipfile
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 
-from .conftest import AUTH, png_bytes, rgb, wait_for
+from .conftest import AUTH, png_bytes, poll_until, rgb, wait_for
 
 
 def test_token_required_and_explained(client, tmp_path, tiny_weights):
@@ -48,20 +50,19 @@ def test_large_step_counts_are_accepted(client):
 
 
 def test_default_job_runs_reports_progress_and_registers_a_model(client):
-    t0 = time.monotonic()
     r = client.post("/train", json={"dataset": "builtin", "steps": 40, "batch_size": 8, "activate_when_done": True},
                     headers=AUTH)
     assert r.status_code == 202
     job = r.json()
     assert r.headers["location"] == f"/train/{job['id']}" and job["status"] == "queued" and isinstance(job["id"], str)
     seen_steps = set()
-    while True:
+
+    def finished():  # no speed requirement: the hang guard only catches a job that never ends
         j = client.get(f"/train/{job['id']}").json()
         seen_steps.add(j["progress"]["step"])
-        if j["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        assert time.monotonic() - t0 < 60, "40 steps of the default architecture must finish within a minute"
-        time.sleep(0.2)
+        return j if j["status"] in ("succeeded", "failed", "cancelled") else None
+
+    j = poll_until(finished, f"job {job['id']} finished", every=0.2)
     assert j["status"] == "succeeded", j
     assert j["progress"] == {"step": 40, "total": 40, "fraction": 1.0}
     assert j["metrics"]["loss"] > 0 and j["metrics"]["val_psnr"] > 10 and j["metrics"]["history"]
@@ -76,18 +77,14 @@ def test_default_job_runs_reports_progress_and_registers_a_model(client):
     assert any(x["id"] == job["id"] for x in client.get("/train").json())
 
 
-def test_cancel_running_job_ends_within_seconds(client):
+def test_cancel_running_job_ends_it(client):
     r = client.post("/train", json={"dataset": "builtin", "steps": 100000}, headers=AUTH)
     jid = r.json()["id"]
-    wait_for(client, jid, statuses=("running",), timeout=60)
-    deadline = time.monotonic() + 60
-    while client.get(f"/train/{jid}").json()["progress"]["step"] < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    t0 = time.monotonic()
+    wait_for(client, jid, statuses=("running",))
+    poll_until(lambda: client.get(f"/train/{jid}").json()["progress"]["step"] >= 1, "first step")
     assert client.post(f"/train/{jid}/cancel", headers=AUTH).status_code == 202
-    job = wait_for(client, jid, timeout=20)
-    assert job["status"] == "cancelled" and time.monotonic() - t0 < 10
+    job = wait_for(client, jid)  # no speed requirement: the worker is killed after cancel_grace_seconds anyway
+    assert job["status"] == "cancelled" and job["progress"]["step"] < 100000
     again = client.post(f"/train/{jid}/cancel", headers=AUTH)
     assert again.status_code == 202 and again.json()["status"] == "cancelled"
 
@@ -114,7 +111,7 @@ def test_fine_tune_starts_from_a_registered_model(client):
                                     "patch_size": 32}, headers=AUTH)
     assert r.status_code == 202 and r.json()["params"]["arch"] == "tiny", r.text
     assert "init_weights" not in r.text  # no server paths in responses
-    job = wait_for(client, r.json()["id"], timeout=60)
+    job = wait_for(client, r.json()["id"])
     assert job["status"] == "succeeded", job
     card = next(m for m in client.get("/models").json()["models"] if m["id"] == job["model_id"])["card"]
     assert card["architecture"] == "tiny" and card["training"]["init"] == start_id
@@ -130,6 +127,37 @@ def test_a_failed_fine_tune_names_the_model_not_its_server_path(client, settings
     assert r.status_code == 202, r.text  # queued behind the first job
     (models / "m-gone.safetensors").unlink()  # the model disappears before its job starts
     client.post(f"/train/{first}/cancel", headers=AUTH)
-    job = wait_for(client, r.json()["id"], timeout=90)
+    job = wait_for(client, r.json()["id"])
     assert job["status"] == "failed" and "m-gone" in job["error"], job
-    assert str(settings.data_dir) not in job["error"] + (job.get("note") or ""), job
+    told = job["error"] + (job.get("note") or "")
+    assert str(settings.data_dir) not in told, job
+    assert not re.search(r"(?<![\w.:])/[\w.-]+/", told), job  # no absolute path, not even of the source files
+
+
+def test_a_diverged_job_fails_and_is_neither_registered_nor_activated(client):
+    before = client.get("/models").json()
+    r = client.post("/train", json={"dataset": "builtin", "arch": "tiny", "steps": 12, "batch_size": 4,
+                                    "patch_size": 32, "learning_rate": 1.0, "activate_when_done": True},
+                    headers=AUTH)
+    assert r.status_code == 202, r.text
+    job = wait_for(client, r.json()["id"])
+    assert job["status"] == "failed" and "diverged" in job["error"], job
+    assert job["model_id"] is None
+    after = client.get("/models").json()
+    assert after["active"] == before["active"]
+    assert {m["id"] for m in after["models"]} == {m["id"] for m in before["models"]}
+
+
+def test_a_job_without_validation_images_says_only_the_loss_was_checked(client):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for side in "AB":
+            for i in range(2):
+                z.writestr(f"{side}/{i}.png", png_bytes(rgb(40, 40, i)))
+    r = client.post("/datasets", files={"file": ("pairs.zip", buf.getvalue(), "application/zip")}, headers=AUTH)
+    assert r.status_code == 201 and r.json()["kind"] == "pairs", r.text
+    r = client.post("/train", json={"dataset": r.json()["id"], "arch": "tiny", "steps": 2, "batch_size": 2,
+                                    "patch_size": 16}, headers=AUTH)
+    job = wait_for(client, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert "no validation images" in job["note"] and "finite-loss" in job["note"], job

@@ -29,15 +29,26 @@ class _Residual(nn.Module):
         return x + self.body(x)
 
 
-def torch_mirror(model: Module) -> nn.Module:
-    """The same network as torch.nn modules, weights copied; its ``parameters()`` follow ``model.parameters()``."""
+def torch_mirror(model: Module, memo: dict[int, tuple[Module, nn.Module]] | None = None) -> nn.Module:
+    """The same network as torch.nn modules, weights copied; its ``parameters()`` follow ``model.parameters()``.
+
+    A module used at several places is mirrored once and shared the same way; ``memo`` (id of an
+    n2n_core module -> (module, its mirror)) collects the pairs when given.
+    """
+    memo = {} if memo is None else memo
+    if id(model) not in memo:
+        memo[id(model)] = (model, _mirror_one(model, memo))
+    return memo[id(model)][1]
+
+
+def _mirror_one(model: Module, memo: dict[int, tuple[Module, nn.Module]]) -> nn.Module:
     name = type(model).__name__
     if name == "Sequential":
-        return nn.Sequential(*(torch_mirror(m) for m in model))
+        return nn.Sequential(*(torch_mirror(m, memo) for m in model))
     if name == "Concat":
-        return _Concat([torch_mirror(b) for b in model.branches])
+        return _Concat([torch_mirror(b, memo) for b in model.branches])
     if name == "Residual":
-        return _Residual(torch_mirror(model.body))
+        return _Residual(torch_mirror(model.body, memo))
     if name == "Conv2d":
         t = nn.Conv2d(model.in_channels, model.out_channels, model.kernel_size, model.stride, model.padding,
                       model.dilation)

@@ -70,3 +70,56 @@ def test_seed_network_forward_matches_torch_nn():
     ref = seed_torch_from(model)
     x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
     torch.testing.assert_close(model(x), ref(x).detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_module_used_twice_gets_the_sum_of_its_gradients_in_module_form():
+    torch.manual_seed(0)
+    c = Conv2d(2, 2, 1).to(dtype=torch.float64)
+    model = Sequential(c, ReLU(), c)
+    x, dy = torch.randn(2, 2, 4, 4, dtype=torch.float64), torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    y, vjp = model.forward_and_vjp(x)
+    dx, _, _ = vjp(dy)
+    w, b = c.weight.clone().requires_grad_(True), c.bias.clone().requires_grad_(True)
+    xr = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        y_ref = F.conv2d(F.relu(F.conv2d(xr, w, b)), w, b)
+        grads = torch.autograd.grad(y_ref, [xr, w, b], dy)
+    torch.testing.assert_close(y, y_ref.detach(), rtol=1e-12, atol=1e-12)
+    for ours, theirs in zip((dx, c.d_weight, c.d_bias), grads):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_self_ensemble_matches_autograd_and_is_equivariant():
+    """SelfEnsemble against the same average built from torch.nn layers and autograd (float64)."""
+    from n2n_core import SelfEnsemble
+
+    from .mirror import torch_mirror
+
+    torch.manual_seed(0)
+    body = Sequential(Conv2d(3, 4, 3, padding=1), LeakyReLU(0.1), Conv2d(4, 3, 3, padding=1)).to(dtype=torch.float64)
+    for count in (2, 4, 8):
+        model = SelfEnsemble(body, count)
+        ref = torch_mirror(body)
+        x = torch.rand(2, 3, 6, 10, dtype=torch.float64)
+        dy = torch.rand(2, 3, 6, 10, dtype=torch.float64)
+        y, vjp = model.forward_and_vjp(x)
+        dx, _, _ = vjp(dy)
+        with torch.enable_grad():
+            xr = x.clone().requires_grad_(True)
+            outs = []
+            for k, mirrored in ([(0, False), (0, True)] if count == 2 else
+                                [(k, m) for m in (False, True) for k in range(4)][:count]):
+                t = torch.rot90(xr.flip(-1) if mirrored else xr, k, dims=(-2, -1))
+                back = torch.rot90(ref(t), -k, dims=(-2, -1))
+                outs.append(back.flip(-1) if mirrored else back)
+            yr = torch.stack(outs).mean(0)
+            yr.backward(dy)
+        torch.testing.assert_close(y, yr.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(model(x), y, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(dx, xr.grad, rtol=1e-10, atol=1e-12)
+        for (name, _), p_ref in zip(body.named_parameters(), ref.parameters()):
+            ours = dict(body.named_modules())[name.rsplit(".", 1)[0] + "."]
+            grad = ours.d_weight if name.endswith("weight") else ours.d_bias
+            torch.testing.assert_close(grad, p_ref.grad, rtol=1e-10, atol=1e-12, msg=name)
+        if count == 8:  # the average over the whole group commutes with every symmetry
+            torch.testing.assert_close(model(x.flip(-1)), y.flip(-1), rtol=1e-10, atol=1e-12)

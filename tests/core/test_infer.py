@@ -1,9 +1,10 @@
 """Inference: any size, tiles agree with the untiled run, batches, pictures keep their mode."""
 
+import pytest
 import torch
 
 from n2n_core import images, models
-from n2n_core.infer import denoise, denoise_picture
+from n2n_core.infer import Cancelled, denoise, denoise_picture, plan_tiles
 
 
 def test_any_size_and_tiling_agree():
@@ -49,3 +50,55 @@ def test_numpy_and_pil_inputs_keep_type_shape_dtype():
     rgba = np.random.default_rng(0).integers(0, 256, (10, 12, 4), dtype=np.uint8)
     out = denoise(m, Image.fromarray(rgba, "RGBA"))
     assert out.mode == "RGBA" and out.size == (12, 10) and (np.asarray(out)[..., 3] == rgba[..., 3]).all()
+
+
+def _computed(tiles, mult):
+    pad = lambda n: -(-n // mult) * mult  # noqa: E731
+    return sum(pad(t.window_bottom - t.window_top) * pad(t.window_right - t.window_left) for t in tiles)
+
+
+@pytest.mark.parametrize("shape", [(1, 40_000_000), (7, 100_000), (8, 5_000_000), (6000, 4000), (4000, 6000),
+                                   (513, 513), (300, 133_333), (3, 100), (100_000, 2), (1000, 1000)])
+def test_tile_plan_bounds_work_by_pixels_whatever_the_shape(shape):
+    h, w = shape
+    area, margin, mult = 512 * 512, 112, 8
+    tiles = plan_tiles(h, w, area, margin, mult)
+    covered = sum(t.height * t.width for t in tiles)
+    assert covered == h * w  # cores partition the image
+    assert all(t.top % mult == 0 and t.left % mult == 0 and t.window_top % mult == 0 and t.window_left % mult == 0
+               for t in tiles)
+    padding = -(-min(h, w) // mult) * mult / min(h, w)  # a side under `mult` is padded up to it
+    assert _computed(tiles, mult) <= 3.1 * padding * h * w  # what square 512-px tiles cost on a big photo
+    if len(tiles) > 1:  # no sliver tiles: each window uses most of the budget (bounded per-tile overhead)
+        assert len(tiles) <= 2 * _computed(tiles, mult) / area + 2
+        assert max(-(-(t.window_bottom - t.window_top) // mult) * mult * -(-(t.window_right - t.window_left) // mult)
+                   * mult for t in tiles) <= area
+
+
+def test_thin_image_takes_few_model_calls_and_matches_the_untiled_run():
+    """A 3 x 6000 strip: today's main cut it by side length into hundreds of tiny tiles."""
+    torch.manual_seed(0)
+    m = models.build("fast")
+    calls = []
+    real_forward = m.forward
+
+    def counting(x):
+        calls.append(tuple(x.shape))
+        return real_forward(x)
+
+    m.forward = counting
+    x = torch.rand(3, 3, 6000)
+    tiled = denoise(m, x, tile=128)
+    assert len(calls) <= 6000 * 8 // (128 * 128) + 2
+    whole = denoise(m, x, tile=4096)
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_should_stop_and_progress_work_per_tile():
+    m = models.build("tiny")
+    seen = []
+    out = denoise(m, torch.rand(3, 300, 300), tile=64, progress=lambda done, total: seen.append((done, total)))
+    assert out.shape == (3, 300, 300) and len(seen) > 1 and seen[-1][0] == seen[-1][1] == len(seen)
+    with pytest.raises(Cancelled):
+        denoise(m, torch.rand(3, 300, 300), tile=64, should_stop=lambda: len(seen) > 3,
+                progress=lambda done, total: seen.append(done))

@@ -110,3 +110,53 @@ def test_batch_loader_yields_the_same_batches_as_direct_calls():
     for step, a, b in got:
         a2, b2 = src.batch(step, 5, 2, 16)
         assert torch.equal(a, a2) and torch.equal(b, b2)
+
+
+def _folder(tmp_path, sizes, name="imgs"):
+    folder = tmp_path / name
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_images_beyond_the_memory_budget_are_memory_mapped_with_the_same_pixels_and_batches(tmp_path):
+    from n2n_core.data import list_images, load_images, load_rgb8
+
+    files = list_images(_folder(tmp_path, [(40, 50), (60, 45), (33, 70)]))
+    in_ram = [load_rgb8(f) for f in files]
+    mixed = load_images(files, budget=40 * 50 * 3)  # the first fits, the others go to the temporary file
+    assert not isinstance(mixed[0], np.memmap) and all(isinstance(a, np.memmap) for a in mixed[1:])
+    assert all(np.array_equal(a, b) for a, b in zip(in_ram, mixed))
+    for step in (0, 7):  # batch i still depends on (seed, i) alone, wherever the pixels live
+        for x, y in zip(CleanImages(in_ram, Gaussian(25)).batch(step, 3, 4, 16),
+                        CleanImages(load_images(files, budget=0), Gaussian(25)).batch(step, 3, 4, 16)):
+            assert torch.equal(x, y)
+        pairs_ram, pairs_mixed = NoisyPairs(in_ram, in_ram), NoisyPairs(mixed, mixed)
+        for x, y in zip(pairs_ram.batch(step, 3, 4, 16), pairs_mixed.batch(step, 3, 4, 16)):
+            assert torch.equal(x, y)
+
+
+def test_open_dataset_spills_large_folders_and_crops_validation_images(tmp_path, monkeypatch):
+    from n2n_core import data
+
+    folder = _folder(tmp_path, [(64, 80)] * 5 + [(30, 40)])
+    reference = open_dataset(str(folder), Gaussian(15))
+    monkeypatch.setattr(data, "MEMORY_BUDGET", 0)
+    monkeypatch.setattr(data, "VAL_MAX_SIDE", 32)
+    spilled = open_dataset(str(folder), Gaussian(15))
+    assert all(isinstance(a, np.memmap) for a in spilled.train.images)
+    for x, y in zip(reference.train.batch(2, 0, 3, 24), spilled.train.batch(2, 0, 3, 24)):
+        assert torch.equal(x, y)
+    (noisy, clean), = spilled.val
+    assert noisy.shape == clean.shape == (3, 32, 32)  # centre crop of the held-out 64 x 80 image
+    assert torch.equal(clean, reference.val[0][1][:, 16:48, 24:56])
+
+
+def test_an_unreadable_image_is_named_without_its_folder(tmp_path):
+    folder = _folder(tmp_path, [(40, 40)] * 2)
+    (folder / "fake.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="fake.png") as e:
+        open_dataset(str(folder))
+    assert str(folder) not in str(e.value)

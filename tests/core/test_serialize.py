@@ -1,13 +1,16 @@
 """save/load: safetensors + architecture JSON, rebuilt from the file alone."""
 
 import json
+import re
 
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 import n2n_core
-from n2n_core import Conv2d, LeakyReLU, NearestUpsampling, Sequential, TransposeConv2d
+import n2n_core.layers
+from n2n_core import Conv2d, LeakyReLU, Module, NearestUpsampling, ReLU, Sequential, TransposeConv2d
 
 
 def test_save_load_roundtrip(tmp_path):
@@ -32,3 +35,100 @@ def test_load_rejects_non_model_files(tmp_path):
         n2n_core.load(bad)
     with pytest.raises(ValueError, match="no weights file"):
         n2n_core.load(tmp_path / "missing.safetensors")
+
+
+def _file_with_header(path, architecture: str, metadata: str | None = None, tensors=None):
+    """A safetensors file whose header holds the given (possibly broken) JSON texts."""
+    header = {"n2n_architecture": architecture}
+    if metadata is not None:
+        header["n2n_metadata"] = metadata
+    save_file(tensors if tensors is not None else {"x": torch.zeros(1)}, str(path), metadata=header)
+    return path
+
+
+def _nested_sequentials(depth: int) -> str:
+    return '{"type": "Sequential", "children": [' * depth + '{"type": "ReLU"}' + "]}" * depth
+
+
+@pytest.mark.parametrize("architecture", [
+    "[" * 5000 + "]" * 5000,  # the JSON parser's recursion limit
+    _nested_sequentials(5000),
+    _nested_sequentials(400),  # valid JSON, but Module.from_config would exhaust the recursion limit
+    "{not json",
+    '{"type": "Sequential", "children": []',
+    "",
+    '"Sequential"',
+    "[]",
+    "null",
+])
+def test_invalid_or_too_deep_architecture_json_is_a_value_error_naming_the_file(tmp_path, architecture):
+    path = _file_with_header(tmp_path / "deep.safetensors", architecture)
+    for read in (n2n_core.load, n2n_core.serialize.read_metadata):
+        with pytest.raises(ValueError, match=re.escape(str(path))):
+            read(path)
+
+
+@pytest.mark.parametrize("metadata", ["{broken", "[" * 5000 + "]" * 5000, "[1, 2]", "3"])
+def test_invalid_metadata_json_is_a_value_error_naming_the_file(tmp_path, metadata):
+    path = _file_with_header(tmp_path / "meta.safetensors", json.dumps(ReLU().config()), metadata)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*metadata"):
+        n2n_core.serialize.load_with_metadata(path)
+
+
+def test_architectures_nested_as_deep_as_allowed_still_load(tmp_path):
+    path = _file_with_header(tmp_path / "ok.safetensors", _nested_sequentials(99), "{}", {})
+    model = n2n_core.load(path)
+    x = torch.randn(1, 3, 4, 4)
+    assert torch.equal(model(x), x.clamp_min(0))
+
+
+@pytest.mark.parametrize("config", [
+    {"type": "Conv2d", "in_channels": 0, "out_channels": 2, "kernel_size": 3},  # the layer's own ValueError
+    {"type": "Conv2d", "in_channels": 2},  # missing arguments
+    {"type": "Conv2d", "in_channels": 2, "out_channels": 2, "kernel_size": 1, "colour": "red"},
+    {"type": "Sequential", "children": "abc"},
+    {"type": "Sequential", "children": [3]},
+    {"type": "Residual"},
+    {"type": 5},
+])
+def test_broken_architectures_are_value_errors_naming_the_file(tmp_path, config):
+    path = _file_with_header(tmp_path / "broken.safetensors", json.dumps(config), "{}")
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        n2n_core.load(path)
+
+
+def test_private_module_types_are_not_loadable(tmp_path):
+    assert "_ConvBase" not in Module.registry
+    assert all(not name.startswith("_") for name in Module.registry)
+    assert set(n2n_core.layers.__all__) <= set(Module.registry)
+    config = {"type": "_ConvBase", "in_channels": 2, "out_channels": 2, "kernel_size": 1, "stride": 1,
+              "padding": 0, "dilation": 1, "bias": True}
+    with pytest.raises(ValueError, match="unknown module type '_ConvBase'"):
+        Module.from_config(config)
+    path = _file_with_header(tmp_path / "private.safetensors", json.dumps(config), "{}")
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*unknown module type '_ConvBase'"):
+        n2n_core.load(path)
+
+
+def test_private_subclasses_stay_out_of_the_registry():
+    class _Helper(Module):
+        pass
+
+    class PublicProbe(Module):
+        pass
+
+    try:
+        assert "_Helper" not in Module.registry
+        assert Module.registry["PublicProbe"] is PublicProbe
+    finally:
+        Module.registry.pop("PublicProbe", None)
+
+
+def test_a_model_with_a_shared_module_saves_and_loads(tmp_path):
+    c = Conv2d(2, 2, 3, padding=1)
+    model = Sequential(c, LeakyReLU(0.1), c)
+    path = n2n_core.save(model, tmp_path / "shared.safetensors")
+    loaded = n2n_core.load(path)
+    x = torch.randn(1, 2, 5, 5)
+    assert torch.equal(loaded(x), model(x))
+    assert list(loaded.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]

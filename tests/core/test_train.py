@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from n2n_core import load
@@ -74,3 +75,16 @@ def test_learning_rate_schedule():
     cfg = _cfg(steps=100, learning_rate=1.0, tail=0.3)
     assert learning_rate(cfg, 0) == 1.0 and learning_rate(cfg, 69) == 1.0
     assert learning_rate(cfg, 85) < 0.6 and abs(learning_rate(cfg, 100) - 0.01) < 1e-9
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    from safetensors import safe_open
+
+    from n2n_core.train import TrainingDiverged
+
+    out = tmp_path / "d.safetensors"
+    with pytest.raises(TrainingDiverged, match="diverged.*step 2"):
+        Trainer(_cfg(steps=20, learning_rate=1e6, checkpoint_every=1), _data(), out).run()
+    assert not out.exists()  # no weights from a broken run
+    with safe_open(str(out.with_suffix(".ckpt.safetensors")), framework="pt") as f:
+        assert f.metadata()["step"] == "1"  # the checkpoint before the loss broke, not the broken weights

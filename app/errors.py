@@ -1,0 +1,52 @@
+"""Error handlers whose responses are always valid JSON.
+
+Python's JSON parser accepts ``NaN``, ``Infinity`` and ``1e400`` (read as ``inf``), and FastAPI's
+default 422 handler echoes each invalid value back in ``input``; a non-finite float there made
+the response unserialisable (``allow_nan=False``) and the request a 500. This handler writes
+non-finite numbers as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, and undecodable
+bytes as text, so a bad body always gets its 422.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its JavaScript name, bytes by text,
+    and anything else ``jsonable_encoder`` handles encoded by it."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {str(json_safe(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, BaseException):  # a validator's ValueError in ``ctx``: its message
+        return str(value)
+    try:
+        return json_safe(jsonable_encoder(value))
+    except Exception:  # noqa: BLE001 - an echo of bad input must never turn a 422 into a 500
+        return repr(value)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with pydantic's error list, made JSON-safe."""
+    return JSONResponse(status_code=422, content={"detail": json_safe(exc.errors())})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
