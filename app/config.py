@@ -15,14 +15,26 @@ MiB = 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="N2N_", extra="ignore")
 
-    data_dir: Path = Field(Path("n2n_data"), description="jobs database, uploaded datasets, trained weights")
+    data_dir: Path = Field(Path("n2n_data"), description="uploaded datasets, checkpoints, trained weights (a shared "
+                           "volume when several machines run n2n), and the SQLite database when no database_url is set")
+    database_url: SecretStr | None = Field(None, description="shared state (jobs, models, datasets, the active model): "
+                                           "postgresql://USER@HOST:PORT/DB; unset: SQLite in data_dir")
+    embedded_worker: bool = Field(True, description="the API process also runs training jobs; 0: only `n2n worker` "
+                                  "processes do")
     api_token: SecretStr | None = Field(None, description="bearer token for training and model management")
-    max_upload_bytes: int = Field(25 * MiB, ge=1, description="largest request body for /denoise")
+    max_upload_bytes: int = Field(256 * MiB, ge=1, description="largest request body for /denoise: admits any "
+                                  "8- or 16-bit grey or RGB photo under the 40 MP pixel limit in every accepted format")
     max_pixels: int = Field(40_000_000, ge=1, description="largest image, in pixels")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights: str | None = Field(None, description="model loaded at start: a path or a shipped name")
     queue_limit: int = Field(64, ge=1, description="denoise requests waiting before new ones get 503")
-    tile: int = Field(512, ge=64, description="tile side for large images: tiles hold about tile*tile pixels")
+    threads: int | None = Field(None, ge=1, description="cores this host gives n2n (default: all it may use); "
+                                "denoising uses them all, or what a training job beside it leaves")
+    train_threads: int | None = Field(None, ge=1, description="threads of a training job on the API's host "
+                                      "(default: half of N2N_THREADS)")
+    tile_memory: int = Field(768 * MiB, ge=16 * MiB, description="bytes of network activations per tile: large "
+                             "photos are cut into tiles of that size (their margins recomputed)")
+    tile: int | None = Field(None, ge=64, description="override: tiles of about tile*tile pixels")
     max_aspect_ratio: float = Field(1000.0, ge=1, description="images whose long side exceeds this many times "
                                     "the short side are refused (422)")
     model_cache_bytes: int = Field(1024 * MiB, ge=0, description="parameter memory of loaded models kept in "
@@ -41,6 +53,12 @@ class Settings(BaseSettings):
                                      "for this long has lost it and is resumed elsewhere")
     job_heartbeat_seconds: float = Field(2.0, gt=0, description="how often training workers renew their lease")
     cancel_grace_seconds: float = Field(5.0, gt=0, description="time a cancelled worker gets before it is killed")
+
+
+    @property
+    def database(self) -> str | None:
+        """N2N_DATABASE_URL in clear (for the engine only; never log it)."""
+        return self.database_url.get_secret_value() if self.database_url else None
 
 
 @lru_cache

@@ -5,7 +5,9 @@ compression ratio (zip bombs), names (zip slip: absolute paths, ``..``; NUL; a c
 bytes or a name over 1024), links, file types, and each image's header: it must be a readable
 PNG/JPEG/TIFF/WebP/BMP of at most ``max_pixels`` pixels (N2N_MAX_PIXELS, read without decoding
 pixels), and all images together at most ``max_total_pixels`` (N2N_MAX_DATASET_PIXELS). Unpacking
-goes to a temporary folder that is renamed into place only when complete.
+goes to a temporary folder that is renamed into place only when complete. The dataset's metadata
+(returned here, also written as ``dataset.json`` beside the images) is registered in the shared
+database by the caller (``app.store.DatasetRows``), where every replica and worker finds it.
 
 Messages name members by their name inside the zip, never by a path on this server.
 """
@@ -195,18 +197,3 @@ def ingest_zip(data: bytes, root: Path, max_files: int, max_uncompressed: int, m
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
-
-
-def list_datasets(root: Path) -> list[dict[str, Any]]:
-    if not root.is_dir():
-        return []
-    out = []
-    for d in sorted(root.iterdir()):
-        meta = d / "dataset.json"
-        if d.is_dir() and not d.name.startswith(".") and meta.exists():
-            out.append(json.loads(meta.read_text()))
-    return out
-
-
-def dataset_exists(root: Path, dataset_id: str) -> bool:
-    return (root / dataset_id / "dataset.json").exists() and "/" not in dataset_id and ".." not in dataset_id

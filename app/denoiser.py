@@ -1,23 +1,30 @@
-"""Denoising off the event loop: one worker thread, a bounded waiting line, 503 beyond it.
+"""Denoising off the event loop, fair to every request: tiles round-robin across the requests in flight.
 
-Every request holds a slot from the moment it is admitted until its work ends. Work is cancelled
-between tiles when its client has gone away or the service is stopping, so an abandoned request
-gives its slot back within about one tile. The worker's last progress is kept for the liveness
-watchdog (``stalled``).
+A request is decoded and its model looked up in a worker thread of the event loop's pool; its
+tiles then go to the one ``TileScheduler`` thread, which steps every admitted picture one tile at
+a time in turn, so a small photo that arrives during a 24 MP one waits for one tile, not for the
+whole photo; the result is encoded back in the pool. Every request holds a slot from admission
+until its work ends (``limit`` slots; 503 beyond). Work is dropped between tiles when its client
+has gone away or the service is stopping. The scheduler's last progress feeds the liveness watchdog.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import HTTPException
 
-from n2n_core.infer import Cancelled, denoise_picture
+from n2n_core.images import Picture
+from n2n_core.infer import Cancelled, picture_steps
+from n2n_core.runtime import set_threads
 
 from . import imaging
 from .registry import ModelRegistry
@@ -46,77 +53,157 @@ class DenoiseResult:
     height: int
 
 
-class DenoiseQueue:
-    """Runs decode -> denoise -> encode for one request at a time; at most ``limit`` are admitted."""
+@dataclass
+class _Work:
+    steps: Generator[tuple[int, int], None, Any]
+    should_stop: Callable[[], bool]
+    progress: Callable[[int, int], None] | None
+    result: Future = field(default_factory=Future)
 
-    def __init__(self, registry: ModelRegistry, limit: int, max_pixels: int, tile: int,
-                 max_aspect_ratio: float = 1000.0, stopping: threading.Event | None = None) -> None:
-        self.registry, self.limit, self.max_pixels, self.tile = registry, limit, max_pixels, tile
+
+class TileScheduler:
+    """One thread that runs the tiles of every submitted tile stream, one tile each in turn.
+
+    ``threads()``, asked before each tile, is how many torch threads the tiles may use now (e.g. fewer
+    while a training job shares the machine), so that the processes of a host never oversubscribe it.
+    """
+
+    def __init__(self, threads: Callable[[], int] | None = None) -> None:
+        self._threads = threads
+        self._incoming: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="n2n-tiles")
+        self._thread.start()
+
+    def submit(self, steps: Generator[tuple[int, int], None, Any], should_stop: Callable[[], bool],
+               progress: Callable[[int, int], None] | None = None) -> Future:
+        """A future of the stream's result; ``Cancelled`` when ``should_stop()`` turns true between tiles."""
+        work = _Work(steps, should_stop, progress)
+        with self._lock:
+            if self._closed:
+                steps.close()
+                work.result.set_exception(Cancelled("the service is stopping"))
+            else:
+                self._incoming.put(work)
+        return work.result
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._incoming.put(None)
+
+    def _loop(self) -> None:
+        active: deque[_Work] = deque()
+        while True:
+            try:
+                while True:  # take everything that arrived; wait only when there is nothing to do
+                    work = self._incoming.get(block=not active)
+                    if work is None:
+                        self._drop(active)
+                        return
+                    active.append(work)
+            except queue.Empty:
+                pass
+            work = active.popleft()
+            if self._threads is not None:
+                set_threads(self._threads())
+            if self._step(work):
+                active.append(work)
+
+    @staticmethod
+    def _step(work: _Work) -> bool:
+        """Run one tile of ``work``; False when it has ended (result or error set)."""
+        try:
+            if work.should_stop():
+                work.steps.close()
+                work.result.set_exception(Cancelled("stopped between tiles"))
+                return False
+            done, total = next(work.steps)
+            if work.progress is not None:
+                work.progress(done, total)
+            return True
+        except StopIteration as finished:
+            work.result.set_result(finished.value)
+        except BaseException as e:  # noqa: BLE001 - handed to the request that owns the work
+            work.result.set_exception(e)
+        return False
+
+    @staticmethod
+    def _drop(active: deque[_Work]) -> None:
+        for work in active:
+            work.steps.close()
+            work.result.set_exception(Cancelled("the service is stopping"))
+
+
+class DenoiseQueue:
+    """Admission (at most ``limit`` requests in flight), then decode -> tiles -> encode."""
+
+    def __init__(self, registry: ModelRegistry, limit: int, max_pixels: int, tile_memory: int,
+                 tile: int | None = None, max_aspect_ratio: float = 1000.0,
+                 stopping: threading.Event | None = None, threads: Callable[[], int] | None = None) -> None:
+        self.registry, self.limit, self.max_pixels = registry, limit, max_pixels
+        self.tile_memory, self.tile = tile_memory, tile
         self.max_aspect_ratio = max_aspect_ratio
         self.stopping = stopping or threading.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="n2n-denoise")
-        self.waiting = 0  # admitted requests, queued or running
+        self.scheduler = TileScheduler(threads)
+        self.waiting = 0  # admitted requests, in any phase
         self.abandoned = 0  # requests whose client left before the result
-        self._busy_since: float | None = None  # monotonic start of the running request's work
-        self._last_progress = time.monotonic()
+        self._last_progress = time.monotonic()  # of any request in flight: admitted, decoded, a tile, encoded
 
-    # -- the worker thread ----------------------------------------------------------------------
-    def _work(self, data: bytes, fmt: str, model_id: str | None, gone: threading.Event) -> DenoiseResult:
-        import torch
-
-        def should_stop() -> bool:
-            return gone.is_set() or self.stopping.is_set()
-
-        if should_stop():  # left while waiting in line: no work at all
-            raise Cancelled("before it started")
-        self._busy_since = self._last_progress = time.monotonic()
-        try:
-            with torch.inference_mode():
-                pic = imaging.decode(data, self.max_pixels, self.max_aspect_ratio)
-                mid, model = self.registry.get(model_id)
-                self._last_progress = time.monotonic()
-                out = denoise_picture(model, pic, tile=self.tile, should_stop=should_stop, progress=self._progress)
-            content, media = imaging.encode(out, fmt)
-        finally:
-            self._busy_since, self._last_progress = None, time.monotonic()
-        w, h = out.size
-        return DenoiseResult(content, media, mid, w, h)
-
-    def _progress(self, done: int, total: int) -> None:
+    def _progressed(self, *_: Any) -> None:
         self._last_progress = time.monotonic()
 
     def stalled(self, seconds: float) -> float | None:
-        """How long the worker has been on one tile, when that is more than ``seconds``; else None."""
-        if self._busy_since is None:
+        """How long no request in flight has moved (decoded, a tile, encoded), when over ``seconds``; else None."""
+        if self.waiting == 0:
             return None
         idle = time.monotonic() - self._last_progress
         return idle if idle > seconds else None
 
-    # -- the event loop side -------------------------------------------------------------------
+    def _prepare(self, data: bytes, model_id: str | None) -> tuple[str, Generator]:
+        import torch
+
+        with torch.inference_mode():
+            pic = imaging.decode(data, self.max_pixels, self.max_aspect_ratio)
+            mid, model = self.registry.get(model_id)
+        return mid, _inference(picture_steps(model, pic, self.tile, tile_memory=self.tile_memory))
+
     async def submit(self, data: bytes, fmt: str, model_id: str | None,
-                     disconnected: Callable[[], Awaitable[bool]] | None = None) -> DenoiseResult:
-        """The result; QueueFull when ``limit`` requests are admitted, Stopping during shutdown,
+                     disconnected: Callable[[], Awaitable[bool]] | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> DenoiseResult:
+        """The result; QueueFull when ``limit`` requests are in flight, Stopping during shutdown,
         Abandoned when ``disconnected()`` turned true before the result."""
         if self.stopping.is_set():
             raise Stopping
         if self.waiting >= self.limit:
             raise QueueFull
+        if self.waiting == 0:
+            self._progressed()
         self.waiting += 1
         gone = threading.Event()
         watcher = asyncio.create_task(_watch(disconnected, gone)) if disconnected is not None else None
+
+        def should_stop() -> bool:
+            return gone.is_set() or self.stopping.is_set()
+
+        def tile_done(done: int, total: int) -> None:
+            self._progressed()
+            if progress is not None:
+                progress(done, total)
+
         try:
-            work = self._executor.submit(self._work, data, fmt, model_id, gone)
-        except RuntimeError:  # the executor was shut down
-            self.waiting -= 1
-            raise Stopping from None
-        try:
-            return await asyncio.wrap_future(work)
-        except asyncio.CancelledError:
-            if work.cancelled():  # dropped from the line by close()
-                raise Stopping from None
-            work.cancel()
-            gone.set()  # our own task was cancelled: nobody waits for this result any more
-            raise
+            mid, steps = await asyncio.to_thread(self._prepare, data, model_id)
+            self._progressed()
+            if should_stop():
+                steps.close()
+                raise Cancelled("before its first tile")
+            out: Picture = await asyncio.wrap_future(self.scheduler.submit(steps, should_stop, tile_done))
+            content, media = await asyncio.to_thread(imaging.encode, out, fmt)
+            self._progressed()
+            w, h = out.size
+            return DenoiseResult(content, media, mid, w, h)
         except Cancelled:
             if gone.is_set():
                 self.abandoned += 1
@@ -126,17 +213,31 @@ class DenoiseQueue:
             raise
         finally:
             self.waiting -= 1
+            gone.set()  # whatever ended this request, its tiles are no longer wanted
             if watcher is not None:
                 watcher.cancel()
 
     def close(self) -> None:
-        """Stop: queued work is dropped, running work ends at its next tile."""
+        """Stop: work in flight ends at its next tile."""
         self.stopping.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.close()
+
+
+def _inference(steps: Generator) -> Generator:
+    """The same stream with torch's inference mode on around each tile (it is thread-local)."""
+    import torch
+
+    while True:
+        with torch.inference_mode():
+            try:
+                item = next(steps)
+            except StopIteration as finished:
+                return finished.value
+        yield item
 
 
 async def _watch(disconnected: Callable[[], Awaitable[bool]], gone: threading.Event) -> None:
     """Set ``gone`` as soon as the client has disconnected (polled)."""
-    while not await disconnected():
+    while not gone.is_set() and not await disconnected():
         await asyncio.sleep(DISCONNECT_POLL_SECONDS)
     gone.set()

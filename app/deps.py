@@ -14,6 +14,7 @@ from .jobs.store import JobStore
 from .jobs.worker import Scheduler
 from .metrics import Metrics
 from .registry import ModelRegistry
+from .store import DatasetRows
 
 bearer = HTTPBearer(auto_error=False, description="N2N_API_TOKEN")
 
@@ -30,6 +31,10 @@ def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
+def get_datasets(request: Request) -> DatasetRows:
+    return request.app.state.datasets
+
+
 def get_queue(request: Request) -> DenoiseQueue:
     return request.app.state.queue
 
@@ -39,6 +44,7 @@ def get_metrics(request: Request) -> Metrics:
 
 
 def get_scheduler(request: Request) -> Scheduler:
+    """The API process's scheduler (it claims no jobs when N2N_EMBEDDED_WORKER=0)."""
     return request.app.state.scheduler
 
 
@@ -59,6 +65,7 @@ def require_token(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
+DatasetsDep = Annotated[DatasetRows, Depends(get_datasets)]
 QueueDep = Annotated[DenoiseQueue, Depends(get_queue)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 Authorized = Depends(require_token)

@@ -14,18 +14,20 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from n2n_core.runtime import cores, split_threads, tune_allocator
 from n2n_core.train import resolve_device
 
 from .config import Settings
 from .denoiser import DenoiseQueue
 from .errors import install as install_error_handlers
-from .jobs.store import JobStore
 from .jobs.worker import Scheduler
+from .limits import BodyLimit
 from .messages import without_paths
 from .metrics import Metrics
 from .registry import ModelRegistry
 from .routes import datasets, denoise, health, models, train
 from .shutdown import stop_on_signals
+from .store import DatasetRows, JobStore, StoreConfigError, open_store
 
 log = logging.getLogger("n2n")
 STATIC = Path(__file__).parent / "static"
@@ -62,14 +64,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         torch.set_grad_enabled(False)
+        tune_allocator()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            db = open_store(settings.database, settings.data_dir)  # migrated to the newest schema
+        except StoreConfigError as e:
+            log.error("n2n: error: %s", e)  # one line, naming the setting, never the password
+            raise
         device = resolve_device(settings.device)
-        registry = ModelRegistry(settings.data_dir, device, settings.weights, cache_bytes=settings.model_cache_bytes)
+        registry = ModelRegistry(settings.data_dir, device, settings.weights, cache_bytes=settings.model_cache_bytes,
+                                 db=db)
         app.state.registry = registry
-        app.state.store = store = JobStore(settings.data_dir / "jobs.sqlite3")
+        app.state.store = store = JobStore(db)
+        app.state.datasets = DatasetRows(db)
         stopping = threading.Event()
-        app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile,
-                                       settings.max_aspect_ratio, stopping)
+        host_threads = settings.threads or cores()
+
+        def denoise_threads() -> int:  # all the cores, or what a training job beside us leaves
+            scheduler = getattr(app.state, "scheduler", None)
+            return split_threads(host_threads, bool(scheduler and scheduler.training), settings.train_threads)[0]
+
+        app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile_memory,
+                                       settings.tile, settings.max_aspect_ratio, stopping, denoise_threads)
         app.state.startup_error = None
         try:
             registry.load_startup_model()
@@ -77,10 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.startup_error = without_paths(f"{type(e).__name__}: {e}")
             log.error("could not load the startup model: %s", e)
 
-        app.state.scheduler = scheduler = Scheduler(store, settings.data_dir, settings.device,
-                                                    cancel_grace=settings.cancel_grace_seconds,
-                                                    stale_seconds=settings.job_lease_seconds,
-                                                    heartbeat_seconds=settings.job_heartbeat_seconds)
+        # Without the embedded worker, `n2n worker` processes run the jobs; this scheduler then only
+        # settles jobs whose worker was lost.
+        app.state.scheduler = scheduler = Scheduler.from_settings(store, settings, runs_jobs=settings.embedded_worker,
+                                                                  beside_the_api=True)
         scheduler.start()
         try:
             with stop_on_signals(stopping, settings.shutdown_seconds):
@@ -88,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.queue.close()  # first: denoise work stops at its next tile
             scheduler.stop(timeout=min(10.0, settings.shutdown_seconds / 2))
+            db.dispose()
 
     app = FastAPI(
         title="n2n",
@@ -97,15 +114,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "/datasets and /train; manage models under /models. Changing anything needs "
                     "`Authorization: Bearer $N2N_API_TOKEN`.",
         lifespan=lifespan,
-        max_body_size=settings.max_upload_bytes,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
+    app.add_middleware(BodyLimit, limit_for=lambda path: (
+        (settings.max_dataset_bytes, "N2N_MAX_DATASET_BYTES") if path.startswith("/datasets")
+        else (settings.max_upload_bytes, "N2N_MAX_UPLOAD_BYTES")))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     for r in (denoise.router, train.router, models.router, health.router):
         app.include_router(r)
-    app.include_router(datasets.router, max_body_size=settings.max_dataset_bytes)
+    app.include_router(datasets.router)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -1,9 +1,11 @@
 """Registered models: the shipped ones and those trained here, and which one /denoise uses.
 
-Trained models live in ``<data_dir>/models/<id>.safetensors`` with a card ``<id>.json``; both
-are written to temporary files and renamed, the card last, so a model is listed only once whole.
-The active model id is kept in ``<data_dir>/active.json`` (atomic), and switching it swaps one
-reference under a lock: requests in flight finish on the model they started with.
+Trained models' weights live in ``<data_dir>/models/<id>.safetensors`` (the shared volume), written
+to a temporary file and renamed; their cards and the active model id live in the shared database
+(``app.store``), the row written last, so a model is listed only once whole. Every replica reads the
+active model from the database at most ``ACTIVE_POLL_SECONDS`` apart, so an activation made on any
+replica reaches all of them within that time, without a restart. Switching swaps one reference:
+requests in flight finish on the model they started with.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,11 +23,14 @@ from typing import Any
 import torch
 
 from n2n_core import weights as shipped_weights
-from n2n_core.atomic import atomic_write, atomic_write_text
+from n2n_core.atomic import atomic_write
 from n2n_core.module import Module
 from n2n_core.serialize import load_with_metadata, read_metadata
 
 from .messages import without_paths
+from .store import Database, ModelRows, open_store
+
+ACTIVE_POLL_SECONDS = 1.0  # how stale a replica's view of the active model may be
 
 
 class UnknownModel(KeyError):
@@ -48,43 +54,54 @@ class Entry:
 
 class ModelRegistry:
     def __init__(self, data_dir: Path, device: torch.device, startup: str | None = None,
-                 cache_bytes: int = 1 << 30) -> None:
-        self.dir = Path(data_dir) / "models"
+                 cache_bytes: int = 1 << 30, db: Database | None = None) -> None:
+        """``db``: the shared store (default: SQLite in ``data_dir``, opened and migrated here)."""
+        self.data_dir = Path(data_dir)
+        self.dir = self.data_dir / "models"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.active_file = Path(data_dir) / "active.json"
+        self.rows = ModelRows(db or open_store(None, self.data_dir))
         self.device = device
         self.cache_bytes = cache_bytes
         self._lock = threading.Lock()  # guards _loaded and _active; never held while calling out
         self._load_lock = threading.Lock()  # one load at a time, so a model is read once
         self._loaded: OrderedDict[str, Module] = OrderedDict()  # least recently used first
         self._extra: dict[str, Path] = {}
-        self._active: tuple[int, str | None] = (-1, None)  # (mtime_ns of active.json, id)
+        self._active: tuple[float, str | None] = (-1.0, None)  # (monotonic time read, id)
         self._startup = startup
 
     @property
     def active_id(self) -> str | None:
-        """The active model id; active.json is the source of truth (a finished job may switch it)."""
-        try:
-            mtime = self.active_file.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
+        """The active model id. The database is the source of truth (another replica, or a finished job,
+        may switch it); it is read again once the last reading is ACTIVE_POLL_SECONDS old."""
         with self._lock:
-            if mtime != self._active[0]:
-                try:
-                    self._active = (mtime, json.loads(self.active_file.read_text()).get("active"))
-                except (OSError, ValueError):
-                    pass
-            return self._active[1]
+            read_at, active = self._active
+        if time.monotonic() - read_at < ACTIVE_POLL_SECONDS:
+            return active
+        try:
+            active = self.rows.active().get("active")
+        except Exception:  # noqa: BLE001 - the database is away: keep serving the model we have
+            return active
+        with self._lock:
+            self._active = (time.monotonic(), active)
+        return active
 
     # -- listing -----------------------------------------------------------------------------
     def entries(self) -> dict[str, Entry]:
         out = {name: Entry(name, p, True) for name, p in shipped_weights.shipped().items()}
         out.update({k: Entry(k, p, True) for k, p in self._extra.items()})
-        for card in sorted(self.dir.glob("*.json")):
-            w = card.with_suffix(".safetensors")
+        rows = self.rows.all()
+        if self._unlisted_files(rows):
+            self.rows.adopt_files(self.data_dir, set(rows))
+            rows = self.rows.all()
+        for model_id, (rel_path, _card) in rows.items():
+            w = self.data_dir / rel_path
             if w.exists():
-                out[card.stem] = Entry(card.stem, w, False)
+                out[model_id] = Entry(model_id, w, False)
         return out
+
+    def _unlisted_files(self, rows: dict[str, Any]) -> bool:
+        """Whether model files were put under models/ by hand without a row (they are then registered)."""
+        return any(card.stem not in rows for card in self.dir.glob("*.json"))
 
     def entry(self, model_id: str) -> Entry:
         e = self.entries().get(model_id)
@@ -94,8 +111,11 @@ class ModelRegistry:
 
     def card(self, model_id: str) -> dict[str, Any]:
         e = self.entry(model_id)
-        card_path = e.path.with_suffix(".json")
-        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        if not e.shipped:
+            card = self.rows.all().get(model_id, ("", {}))[1]
+        else:
+            card_path = e.path.with_suffix(".json")
+            card = json.loads(card_path.read_text()) if card_path.exists() else {}
         if not card:
             arch, meta = read_metadata(e.path)
             card = {"name": model_id, "architecture": arch.get("type"), "metadata": meta}
@@ -106,7 +126,10 @@ class ModelRegistry:
             return model_id in self._loaded
 
     def describe(self) -> list[dict[str, Any]]:
-        return [{"id": e.id, "shipped": e.shipped, "active": e.id == self.active_id, "card": self.card(e.id)}
+        cards = {mid: card for mid, (_path, card) in self.rows.all().items()}
+        active = self.active_id
+        return [{"id": e.id, "shipped": e.shipped, "active": e.id == active,
+                 "card": cards.get(e.id) if not e.shipped and e.id in cards else self.card(e.id)}
                 for e in self.entries().values()]
 
     # -- loading and activation ------------------------------------------------------------------
@@ -156,23 +179,20 @@ class ModelRegistry:
 
     def activate(self, model_id: str) -> None:
         self.get(model_id)  # load first: a broken model never becomes active
-        write_active(self.active_file, model_id, self._startup)
+        self.rows.set_active(model_id, self._startup)
+        with self._lock:
+            self._active = (time.monotonic(), model_id)
 
     def load_startup_model(self) -> str:
         """The model to serve at start.
 
-        An activation made through the API (active.json) survives restarts, unless N2N_WEIGHTS
+        An activation made through the API (kept in the database) survives restarts, unless N2N_WEIGHTS
         changed since it was made; otherwise N2N_WEIGHTS (a shipped name or a path), else 'default'.
         """
         spec = self._startup
         if spec and Path(spec).is_file():
             self._extra[Path(spec).name.removesuffix(".safetensors")] = Path(spec)
-        saved = {}
-        if self.active_file.exists():
-            try:
-                saved = json.loads(self.active_file.read_text())
-            except (OSError, ValueError):
-                saved = {}
+        saved = self.rows.active()
         if saved.get("active") in self.entries() and saved.get("setting") == spec:
             mid = saved["active"]
         elif spec:
@@ -180,13 +200,16 @@ class ModelRegistry:
         else:
             mid = shipped_weights.DEFAULT
         self.get(mid)
-        write_active(self.active_file, mid, spec)
+        if saved.get("active") != mid or saved.get("setting") != spec:
+            self.rows.set_active(mid, spec, keep_setting=False)
+        with self._lock:
+            self._active = (time.monotonic(), mid)
         return mid
 
     # -- registration --------------------------------------------------------------------------
     def register(self, weights: Path, card: dict[str, Any]) -> str:
-        """Copy a trained model in under a fresh id; weights first, card last, each atomically."""
-        return register_model(self.dir, weights, card)
+        """Copy a trained model in under a fresh id; weights first, the row last."""
+        return register_model(self.data_dir, self.rows, weights, card)
 
 
 def model_bytes(model: Module) -> int:
@@ -194,19 +217,12 @@ def model_bytes(model: Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def write_active(active_file: Path, model_id: str, setting: str | None = None) -> None:
-    """Persist the active model id, with the N2N_WEIGHTS setting it was chosen under."""
-    if setting is None and active_file.exists():
-        try:
-            setting = json.loads(active_file.read_text()).get("setting")
-        except (OSError, ValueError):
-            setting = None
-    atomic_write_text(active_file, json.dumps({"active": model_id, "setting": setting}))
-
-
-def register_model(models_dir: Path, weights: Path, card: dict[str, Any]) -> str:
+def register_model(data_dir: Path, rows: ModelRows, weights: Path, card: dict[str, Any]) -> str:
+    """Copy ``weights`` under ``<data_dir>/models/<new id>.safetensors`` (atomically), then register it
+    with its card in the database: any replica can serve it from then on."""
     model_id = "m-" + uuid.uuid4().hex[:10]
+    models_dir = Path(data_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(models_dir / f"{model_id}.safetensors", lambda tmp: shutil.copyfile(weights, tmp))
-    atomic_write_text(models_dir / f"{model_id}.json", json.dumps({**card, "id": model_id}, indent=2))
+    rows.add(model_id, f"models/{model_id}.safetensors", {**card, "id": model_id})
     return model_id

@@ -75,6 +75,12 @@ class Progress(BaseModel):
     fraction: float
 
 
+class WorkerInfo(BaseModel):
+    host: str | None = Field(None, description="host of the worker process")
+    pid: int = Field(..., description="pid of the worker process (`n2n worker`, or the API with its embedded "
+                     "worker), not of the training process it spawned")
+
+
 class Job(BaseModel):
     id: str
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -87,11 +93,14 @@ class Job(BaseModel):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    worker: WorkerInfo | None = Field(None, description="the worker running the job (while it runs)")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
         fields = {k: row.get(k) for k in cls.model_fields}
         fields["params"] = {k: v for k, v in (fields["params"] or {}).items() if k not in PRIVATE_PARAMS}
+        running = row.get("status") == "running" and row.get("worker_parent") is not None
+        fields["worker"] = WorkerInfo(host=row.get("worker_host"), pid=row["worker_parent"]) if running else None
         return cls(**fields)
 
 

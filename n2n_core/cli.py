@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .distributed import DistContext
+    from .train import TrainConfig
 
 
 
@@ -40,11 +44,9 @@ def _arch_of_weights(spec: str) -> str:
     return arch
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .card import write_card
-    from .data import open_dataset
-    from .noise import parse_noise
-    from .train import TrainConfig, Trainer
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The validated TrainConfig of `n2n train`'s options."""
+    from .train import TrainConfig
 
     arch = args.arch or (_arch_of_weights(args.init) if args.init else "unet-s")
     cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, batch_size=args.batch_size,
@@ -53,6 +55,43 @@ def cmd_train(args: argparse.Namespace) -> int:
                       device=args.device, noise=args.noise, data=args.data,
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every)
     cfg.validate()
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """One process, N spawned processes (--nproc-per-node), or one rank of a torchrun job."""
+    from . import distributed
+
+    cfg = _train_config(args)
+    under_torchrun = distributed.context_from_env()
+    if under_torchrun is not None and args.nproc_per_node != 1:
+        raise ValueError("--nproc-per-node is for local launches; under torchrun pass --nproc-per-node to torchrun")
+    if under_torchrun is not None and under_torchrun.active:
+        distributed.init_process_group(under_torchrun, distributed.device_type_of(cfg.device))
+        try:
+            summary = _train_rank(under_torchrun, args)
+        finally:
+            distributed.shutdown()
+    elif args.nproc_per_node != 1:
+        device_type = distributed.device_type_of(cfg.device)
+        distributed.check_nproc(args.nproc_per_node, device_type)
+        distributed.shard_bounds(cfg.batch_size, distributed.DistContext(0, args.nproc_per_node))
+        summary = distributed.launch(_train_rank, args.nproc_per_node, (args,), device_type)
+    else:
+        summary = _train_rank(distributed.SINGLE, args)
+    if summary is not None:  # rank 0
+        print(json.dumps(summary))
+    return 0
+
+
+def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train as rank ``ctx.rank``; rank 0 shows progress, writes the card and returns the summary."""
+    from .card import write_card
+    from .data import open_dataset
+    from .noise import parse_noise
+    from .train import Trainer
+
+    cfg = _train_config(args)
     noise = parse_noise(args.noise)
     data = open_dataset(args.data, noise, val_spec=args.val, seed=args.seed)
 
@@ -66,20 +105,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"step {info['step']}/{cfg.steps} " + " ".join(f"{k} {v}" for k, v in post.items()),
                   file=sys.stderr, flush=True)
 
-    trainer = Trainer(cfg, data, args.out, progress=progress, progress_seconds=0.5)
-    print(f"training {cfg.arch} on {data.train.describe()}, {len(data.val)} validation images", file=sys.stderr)
+    trainer = Trainer(cfg, data, args.out, progress=progress, progress_seconds=0.5, dist=ctx)
+    if not ctx.is_main:
+        trainer.run(resume=args.resume)
+        return None
+    procs = f" in {ctx.world_size} processes" if ctx.active else ""
+    print(f"training {cfg.arch} on {data.train.describe()}, {len(data.val)} validation images{procs}",
+          file=sys.stderr)
     bar = _progress_bar(cfg.steps, f"train {cfg.arch}")
     if not args.resume and trainer.checkpoint_path.exists():
-        trainer.checkpoint_path.unlink()
+        trainer.checkpoint_path.unlink()  # the other ranks look for it only after run()'s first barrier
     try:
         result = trainer.run(resume=args.resume)
     finally:
         bar.close()
     write_card(Path(args.out), trainer)
     last = result.history[-1] if result.history else {}
-    print(json.dumps({"status": result.status, "steps": result.step, "weights": result.weights,
-                      "seconds": round(result.seconds, 1), "val_psnr": last.get("val_psnr")}))
-    return 0
+    return {"status": result.status, "steps": result.step, "weights": result.weights,
+            "seconds": round(result.seconds, 1), "val_psnr": last.get("val_psnr")}
 
 
 # ----------------------------------------------------------------------------- eval
@@ -108,28 +151,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from . import images
-    from .infer import denoise_picture
-
+    """Photos one at a time (memory bounded by the largest, not by their number); each file's header
+    is checked before any work, so a bad file fails the run before the first photo."""
     import warnings
+
+    from . import images
+    from .infer import picture_steps, run_steps
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     inputs = [Path(p) for p in args.inputs]
-    for p in inputs:  # fail before any work on a bad path
+    for p in inputs:  # fail before any work on a bad path or an unreadable header
         if not p.is_file():
             raise ValueError(f"no such file: {p}")
+        with open(p, "rb") as f:
+            try:
+                images.probe(f)
+            except images.ImageError as e:
+                raise ValueError(f"{p}: {e}") from None
     stems = [p.stem for p in inputs]
     clash = sorted({s for s in stems if stems.count(s) > 1})
     if clash:
         raise ValueError(f"several inputs would write the same output {clash[0]}.png; rename them or run them apart")
-    pictures = [(p, images.read(p)) for p in inputs]
     model, _, _ = _load_model(args.weights, args.device)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bar = _progress_bar(len(pictures), "denoise", unit="img")
-    for p, pic in pictures:
+    bar = _progress_bar(len(inputs), "denoise", unit="img")
+    for p in inputs:
         dst = out_dir / f"{p.stem}.png"
-        images.write(dst, denoise_picture(model, pic, tile=args.tile))
+        steps = picture_steps(model, images.read(p), tile=args.tile)
+        tiles = None
+
+        def tile_done(done: int, total: int) -> None:
+            nonlocal tiles
+            if total > 1 and tiles is None:  # a large photo: a bar of its own, in tiles
+                tiles = _progress_bar(total, p.name, unit="tile")
+            if tiles is not None:
+                tiles.update(done - tiles.n)
+
+        try:
+            out = run_steps(steps, progress=tile_done)
+        finally:
+            if tiles is not None:
+                tiles.close()
+        images.write(dst, out)
+        del out
         bar.update(1)
         bar.write(str(dst))
     bar.close()
@@ -148,6 +213,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["N2N_WEIGHTS"] = args.weights
     uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The service's training worker. n2n_core never imports the service: the module is reached by name,
+    as `serve` reaches "app.main:app", so the framework stays usable without app/."""
+    import importlib
+
+    return int(importlib.import_module("app.jobs.cli").main([]))
 
 
 # ----------------------------------------------------------------------------- parser
@@ -180,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--checkpoint-every", type=int, default=500)
+    t.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="data-parallel training in N local processes (gloo on CPU, NCCL with one GPU each on "
+                   "CUDA); --batch-size stays the global batch. `n2n train` also runs under torchrun")
     t.add_argument("--no-resume", dest="resume", action="store_false", help="ignore an existing checkpoint")
     t.add_argument("--out", required=True, help="weights file to write, e.g. weights/mine.safetensors")
     t.set_defaults(func=cmd_train)
@@ -202,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output-dir", "-o", required=True, metavar="DIR")
     d.add_argument("--weights", default=None)
     d.add_argument("--device", default="auto")
-    d.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    d.add_argument("--tile", type=int, default=None,
+                   help="override: tiles of about TILE x TILE pixels (default: sized from a memory budget)")
     d.set_defaults(func=cmd_denoise)
 
     s = sub.add_parser("serve", help="start the HTTP service", description="Start the n2n REST service.")
@@ -211,11 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", default=None, help="model to load at start (default: the shipped default)")
     s.add_argument("--log-level", default="info")
     s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("worker", help="run the service's training jobs until stopped",
+                       description="Run training jobs from the configured store (N2N_DATABASE_URL, N2N_DATA_DIR, "
+                       "N2N_DEVICE) until SIGTERM, which checkpoints the running job and hands it back to the queue. "
+                       "Start as many as you like, on any host that sees the database and the data directory.")
+    w.set_defaults(func=cmd_worker)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .runtime import tune_allocator
+
+    tune_allocator()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -9,51 +9,20 @@ the network's size multiple, so pooling grids line up with the untiled run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from .functional.pad import pad
 from PIL import Image as PILImage
 from torch import Tensor
 
+from .functional.pad import pad
 from .images import Picture, from_rgb, to_rgb
-from .layers import (Concat, Conv2d, MaxPool2d, NearestUpsampling, Residual, SelfEnsemble, Sequential,
-                     TransposeConv2d)
 from .models import size_multiple
 from .module import Module
-
-
-def receptive_radius(model: Module) -> int:
-    """An upper bound, in input pixels, on how far an output pixel sees."""
-
-    def walk(m: Module, scale: float) -> tuple[float, float]:
-        if isinstance(m, Sequential):
-            r = 0.0
-            for c in m:
-                dr, scale = walk(c, scale)
-                r += dr
-            return r, scale
-        if isinstance(m, Concat):
-            results = [walk(b, scale) for b in m.branches]
-            return max(r for r, _ in results), results[0][1]
-        if isinstance(m, (Residual, SelfEnsemble)):
-            return walk(m.body, scale)
-        if isinstance(m, Conv2d):
-            r = max(m.dilation[i] * (m.kernel_size[i] - 1) for i in range(2)) * scale
-            return r, scale * max(m.stride)
-        if isinstance(m, TransposeConv2d):
-            r = max(m.dilation[i] * (m.kernel_size[i] - 1) for i in range(2)) * scale / min(m.stride)
-            return r + scale, scale / min(m.stride)
-        if isinstance(m, MaxPool2d):
-            return (max(m.kernel_size) - 1) * scale, scale * max(m.kernel_size)
-        if isinstance(m, NearestUpsampling):
-            return scale, scale / min(m.scale_factor)
-        return 0.0, scale
-
-    return math.ceil(walk(model, 1.0)[0])
+from .receptive import activation_values_per_pixel, receptive_radius
 
 
 def _pad_to(x: Tensor, mult: int, extra: int = 0) -> tuple[Tensor, tuple[int, int]]:
@@ -72,7 +41,7 @@ def _run(model: Module, x: Tensor) -> Tensor:
     return model(xp)[..., :h, :w]
 
 
-def _denoise_array(model: Module, a: np.ndarray, tile: int, device: torch.device | str | None,
+def _denoise_array(model: Module, a: np.ndarray, tile: int | None, device: torch.device | str | None,
                    **hooks: Any) -> np.ndarray:
     """(H, W) or (H, W, C) array, integers at full scale or floats in [0, 1] -> the same dtype and shape."""
     scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
@@ -90,22 +59,23 @@ def _denoise_array(model: Module, a: np.ndarray, tile: int, device: torch.device
     return res.astype(a.dtype, copy=False)
 
 
-def denoise(model: Module, image: Any, tile: int = 512, batch_size: int = 4,
+def denoise(model: Module, image: Any, tile: int | None = None, batch_size: int = 4,
             device: torch.device | str | None = None, should_stop: Callable[[], bool] | None = None,
-            progress: Callable[[int, int], None] | None = None) -> Any:
+            progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None) -> Any:
     """Denoise images of any size with ``model``.
 
     ``image`` is a float tensor in [0, 1] of shape (C, H, W) or (N, C, H, W), a list of (C, H, W)
     tensors, a numpy array (H, W[, C]) (uint8/uint16 at full scale or float in [0, 1]) or a PIL image;
     the result has the same type, shape and dtype (tensors: on the input's device, clamped to [0, 1]).
     Grey images go through an RGB model channel-replicated; an alpha channel is kept as it is.
-    Images larger than ``tile * tile`` pixels go through overlapping tiles of about that area (see
-    ``plan_tiles``), so the work is bounded by the pixel count whatever the aspect ratio; equally sized
+    Large images go through overlapping tiles (see ``plan_tiles``) whose activations fit in
+    ``tile_memory`` bytes (default ``DEFAULT_TILE_MEMORY``), or of about ``tile * tile`` pixels when
+    ``tile`` is given; the work is bounded by the pixel count whatever the aspect ratio; equally sized
     images of a list are batched ``batch_size`` at a time. The model runs on ``device`` (default: where its
     parameters live). ``should_stop()`` is polled before each tile and raises ``Cancelled`` when true;
     ``progress(done, total)`` is called after each tile of a single image.
     """
-    hooks = {"should_stop": should_stop, "progress": progress}
+    hooks = {"should_stop": should_stop, "progress": progress, "tile_memory": tile_memory}
     if isinstance(image, np.ndarray):
         return _denoise_array(model, image, tile, device, **hooks)
     if isinstance(image, PILImage.Image):
@@ -119,11 +89,20 @@ def denoise(model: Module, image: Any, tile: int = 512, batch_size: int = 4,
         for idx in groups.values():
             for k in range(0, len(idx), batch_size):
                 chunk = idx[k : k + batch_size]
-                res = denoise(model, torch.stack([image[i] for i in chunk]), tile, batch_size, device, should_stop)
+                res = denoise(model, torch.stack([image[i] for i in chunk]), tile, batch_size, device, should_stop,
+                              tile_memory=tile_memory)
                 for j, i in enumerate(chunk):
                     out[i] = res[j]  # type: ignore[index]
         return out  # type: ignore[return-value]
 
+    return run_steps(denoise_steps(model, image, tile, device, tile_memory), should_stop, progress)
+
+
+def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device: torch.device | str | None = None,
+                  tile_memory: int | None = None) -> Generator[tuple[int, int], None, Tensor]:
+    """``denoise`` of a (C, H, W) or (N, C, H, W) tensor as a stream of tiles: yields (done, total) after
+    each tile and returns the result. A scheduler interleaves the tiles of several images by stepping
+    their generators in turn; closing a generator abandons its image."""
     if not isinstance(image, Tensor) or image.dim() not in (3, 4):
         raise ValueError(f"denoise: expected a (C, H, W) or (N, C, H, W) tensor, got {getattr(image, 'shape', image)}")
     single = image.dim() == 3
@@ -134,18 +113,46 @@ def denoise(model: Module, image: Any, tile: int = 512, batch_size: int = 4,
     mult = size_multiple(model)
     h, w = x.shape[-2:]
     out = torch.empty(x.shape, dtype=image.dtype if image.is_floating_point() else torch.float32, device=image.device)
-    margin = -(-receptive_radius(model) // mult) * mult
-    plan = plan_tiles(h, w, tile * tile, margin, mult)
+    area = tile * tile if tile else tile_area(model, tile_memory or DEFAULT_TILE_MEMORY, dtype)
+    fits = _padded(h, mult) * _padded(w, mult) <= area
+    margin = 0 if fits else -(-receptive_radius(model) // mult) * mult
+    plan = plan_tiles(h, w, area, margin, mult)
     for done, t in enumerate(plan):
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"stopped after {done} of {len(plan)} tiles")
         piece = _run(model, x[..., t.window_top : t.window_bottom, t.window_left : t.window_right].to(dev, dtype))
         top, left = t.top - t.window_top, t.left - t.window_left
         out[..., t.top : t.top + t.height, t.left : t.left + t.width] = piece[
             ..., top : top + t.height, left : left + t.width].clamp_(0, 1)
-        if progress is not None:
-            progress(done + 1, len(plan))
+        yield done + 1, len(plan)
     return out[0] if single else out
+
+
+Result = TypeVar("Result")
+
+
+def run_steps(steps: Generator[tuple[int, int], None, Result], should_stop: Callable[[], bool] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Result:
+    """Drive a tile stream to its end: ``should_stop()`` before each tile (``Cancelled`` when true),
+    ``progress(done, total)`` after each."""
+    done = total = 0
+    try:
+        while True:
+            if should_stop is not None and should_stop():
+                steps.close()
+                raise Cancelled(f"stopped after {done} of {total or '?'} tiles")
+            done, total = next(steps)
+            if progress is not None:
+                progress(done, total)
+    except StopIteration as finished:
+        return finished.value
+
+
+DEFAULT_TILE_MEMORY = 768 << 20  # bytes of activations per tile (N2N_TILE_MEMORY in the service)
+
+
+def tile_area(model: Module, tile_memory: int, dtype: torch.dtype = torch.float32) -> int:
+    """Pixels per tile window whose activations fit in ``tile_memory`` bytes (at least 64 x 64)."""
+    per_pixel = activation_values_per_pixel(model) * torch.empty((), dtype=dtype).element_size()
+    return max(64 * 64, int(tile_memory // per_pixel))
 
 
 class Cancelled(Exception):
@@ -210,12 +217,18 @@ def plan_tiles(h: int, w: int, area: int, margin: int, mult: int) -> list[Tile]:
     return min(fitting, key=lambda tiles: sum(computed(t) for t in tiles))
 
 
-def denoise_picture(model: Module, pic: Picture, tile: int = 512, device: torch.device | str | None = None,
+def denoise_picture(model: Module, pic: Picture, tile: int | None = None, device: torch.device | str | None = None,
                     should_stop: Callable[[], bool] | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> Picture:
+                    progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None) -> Picture:
     """Denoise a decoded picture, keeping its size, mode, alpha and bit depth (grey runs channel-replicated).
 
     ``should_stop`` and ``progress`` work per tile, as in ``denoise``.
     """
-    out = denoise(model, to_rgb(pic.pixels), tile=tile, device=device, should_stop=should_stop, progress=progress)
-    return pic.with_pixels(from_rgb(out, pic.pixels.shape[0]))  # type: ignore[arg-type]
+    return run_steps(picture_steps(model, pic, tile, device, tile_memory), should_stop, progress)
+
+
+def picture_steps(model: Module, pic: Picture, tile: int | None = None, device: torch.device | str | None = None,
+                  tile_memory: int | None = None) -> Generator[tuple[int, int], None, Picture]:
+    """``denoise_picture`` as a stream of tiles (see ``denoise_steps``)."""
+    out = yield from denoise_steps(model, to_rgb(pic.pixels), tile, device, tile_memory)
+    return pic.with_pixels(from_rgb(out, pic.pixels.shape[0]))

@@ -3,6 +3,13 @@
 Checkpoints are safetensors files (model tensors under ``model.``, optimizer buffers under
 ``optim.``) with the step, configuration and history as JSON metadata, written atomically. The
 data order depends only on (seed, step), so a resumed run continues exactly where it stopped.
+
+Data-parallel runs (``dist``, see ``n2n_core.distributed``): every rank trains on its rows of the
+same global batch, the ranks sum their share-weighted gradients before each optimizer step, so all
+ranks hold identical weights, optimizer state and averages, equal to those of one process. Rank 0
+alone validates, writes (checkpoints, weights, history) and reports progress; a checkpoint does not
+record the number of processes, so a run resumes with any number (all ranks read it: with several
+nodes the output folder must be shared).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from . import distributed
 from .atomic import atomic_write, atomic_write_text
 from .data import BatchLoader, Dataset
+from .distributed import DistContext
 from .infer import denoise
 from .loss import MSE
 from .metrics import psnr
@@ -130,16 +139,25 @@ class Trainer:
     lr, val_psnr and elapsed; should_stop() is polled every step and ends the run as cancelled
     after a checkpoint. A NaN or infinite loss raises TrainingDiverged (no checkpoint of the broken
     weights is written).
+
+    ``dist`` (default: one process) makes this one rank of a data-parallel run whose process group is
+    already initialised; ``cfg.batch_size`` stays the global batch, and on CUDA the rank trains on
+    ``cuda:LOCAL_RANK``. A cancel asked of any rank (usually rank 0) stops all of them at the same step.
     """
 
     def __init__(self, cfg: TrainConfig, data: Dataset, out: str | Path, progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None, progress_seconds: float = 1.0,
-                 model: Module | None = None) -> None:
+                 model: Module | None = None, dist: DistContext | None = None) -> None:
         cfg.validate()
         self.cfg, self.data, self.out = cfg, data, Path(out)
-        self.progress, self.should_stop = progress, should_stop or (lambda: False)
+        self.dist = dist or distributed.SINGLE
+        self.shard = distributed.shard_bounds(cfg.batch_size, self.dist)
+        self.progress = progress if self.dist.is_main else None
+        self.should_stop = should_stop or (lambda: False)
         self.progress_seconds = progress_seconds
         self.device = resolve_device(cfg.device)
+        if self.dist.active:
+            self.device = distributed.rank_device(self.dist, self.device.type)
         torch.manual_seed(cfg.seed)
         self.model = (model or initial_model(cfg)).to(self.device)
         self.optim: Optimizer = (Adam(self.model, cfg.learning_rate) if cfg.optimizer == "adam"
@@ -156,6 +174,9 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Model, optimizer buffers and averages (+ step, config, history as metadata); rank 0 only."""
+        if not self.dist.is_main:
+            return
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         osd = self.optim.state_dict()
         tensors.update({f"optim.{k}": v.detach().cpu().contiguous() for k, v in osd["buffers"].items()})
@@ -215,8 +236,9 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------
     def validate(self) -> float | None:
+        """Mean PSNR of the (averaged) model on the first ``cfg.val_images`` pairs; None on ranks other than 0."""
         pairs = self.data.val[: self.cfg.val_images]
-        if not pairs:
+        if not pairs or not self.dist.is_main:
             return None
         with self.averaged_weights():
             scores = [psnr(denoise(self.model, noisy.to(self.device)).cpu(), clean) for noisy, clean in pairs]
@@ -230,24 +252,37 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def run(self, resume: bool = True) -> TrainResult:
         cfg = self.cfg
+        distributed.barrier(self.dist)  # rank 0 may have removed a stale checkpoint just before
         if resume and self.load_checkpoint():
             self._report(loss=None, resumed=True, elapsed=self.elapsed)
+        distributed.broadcast_model(self.model, self.dist)
         loss_fn = MSE()
+        lo, hi = self.shard
+        share = (hi - lo) / cfg.batch_size  # this rank's weight in the global mean
+        dtype = self.model.parameters()[0].dtype
         loader = BatchLoader(self.data.train, cfg.seed, cfg.batch_size, cfg.patch_size, self.step, cfg.steps)
         t_start, last_report = time.perf_counter() - self.elapsed, 0.0
         window: list[float] = []
         status = "succeeded"
         try:
             for step, inp, tgt in loader:
-                if self.should_stop():
+                stop = self.should_stop()
+                if stop and not self.dist.active:
                     status = "cancelled"
                     break
-                inp, tgt = inp.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
+                if self.dist.active:
+                    inp, tgt = inp[lo:hi], tgt[lo:hi]
+                inp = inp.to(self.device, dtype, non_blocking=True)
+                tgt = tgt.to(self.device, dtype, non_blocking=True)
                 self.optim.lr = learning_rate(cfg, step)
                 y = self.model.forward_and_vjp(inp, lambda y: loss_fn.vjp(y, tgt))
+                loss, stop = distributed.reduce_step(self.model, loss_fn(y, tgt), stop, share, self.dist)
+                if stop:  # asked of some rank during this step: every rank drops the step alike
+                    status = "cancelled"
+                    break
                 self.optim.step()
                 self.update_ema()
-                window.append(loss_fn(y, tgt).item())
+                window.append(loss)
                 if not math.isfinite(window[-1]):
                     raise TrainingDiverged(f"training diverged: the loss became {window[-1]} at step {step + 1} "
                                            f"(learning rate {self.optim.lr:g}); try a lower learning rate")
@@ -274,8 +309,9 @@ class Trainer:
                                  "lr": self.optim.lr, "seconds": round(self.elapsed, 2)})
         self.save_checkpoint()
         result = TrainResult(status, self.step, self.history, seconds=self.elapsed)
-        if status == "succeeded":
+        if status == "succeeded" and self.dist.is_main:
             result.weights = str(self.write_outputs())
+        distributed.barrier(self.dist)  # the outputs exist before any rank returns
         return result
 
     def last_val_psnr(self) -> float | None:
@@ -287,6 +323,8 @@ class Trainer:
         meta = {"config": asdict(self.cfg), "steps": self.step, "seconds": round(self.elapsed, 1),
                 "device": str(self.device), "val_psnr": self.last_val_psnr(), "parameters": self.model.num_parameters(),
                 "data": self.data.train.describe()}
+        if self.dist.active:
+            meta["processes"] = self.dist.world_size
         with self.averaged_weights():
             save(self.model, self.out, metadata=meta)
         hist = self.out.with_suffix(".history.json")

@@ -1,10 +1,16 @@
-"""Training jobs: the scheduler thread in the API process and the spawned worker process.
+"""Training jobs: the scheduler thread (in the API process, or in an ``n2n worker`` process) and the
+training process it spawns for each job.
 
-One job runs at a time. The scheduler claims the oldest queued job and starts a worker with the
-``spawn`` start method (safe with CUDA and threads). The worker trains with ``n2n_core.Trainer``,
-writes progress to the store at least every second, polls the cancel flag, checkpoints under
-``<data_dir>/jobs/<id>/`` and, on success, registers the model atomically. A job found running
-with no live worker (the service died) is queued again and resumes from its checkpoint.
+Each scheduler runs one job at a time; start as many schedulers (``n2n worker``) as you like, on any
+host that sees the database and the shared data directory. A scheduler claims the oldest queued job
+(exactly one scheduler gets it, with a lease token) and starts a training process with the ``spawn``
+start method (safe with CUDA and threads). That process trains with ``n2n_core.Trainer``, renews the
+lease by heartbeat, writes progress to the store at least every second, polls the cancel flag (set by
+whichever replica received the cancel), checkpoints under ``<data_dir>/jobs/<id>/`` and, on success,
+registers the model. A job whose lease ran out (its worker died, or its host was lost) is queued
+again by any scheduler and resumes from its checkpoint; a training process that lost its lease stops
+at its next heartbeat and can no longer write the job. On SIGTERM the training process checkpoints
+and hands its job back (queued again).
 
 No worker outlives the process that started it: on Linux the kernel kills it when its parent goes
 (``PR_SET_PDEATHSIG``), and on every platform its heartbeat thread ends the process once its parent
@@ -24,6 +30,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -33,8 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
+from n2n_core.runtime import cores, split_threads
+
+from ..config import Settings
 from ..messages import without_paths
-from .store import JobStore
+from ..store import JobStore, ModelRows, open_database
 
 log = logging.getLogger("n2n")
 
@@ -42,6 +54,7 @@ HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 15.0  # a running job without a heartbeat for this long has lost its worker
 PARENT_CHECK_SECONDS = 0.5  # how often a worker checks that the process that started it is still there
 RECOVER_SECONDS = 5.0  # how often the scheduler looks for jobs that lost their worker
+MAX_BACKOFF_SECONDS = 30.0  # a scheduler that cannot reach the database retries at most this far apart
 ORPHANED_EXIT_CODE = 75  # a worker that found its parent gone
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -69,9 +82,11 @@ def _orphaned() -> None:
 
 
 def _heartbeat(store: JobStore, job_id: str, halt: threading.Event, parent_pid: int | None,
-               interval: float = HEARTBEAT_SECONDS, orphaned: Callable[[], None] = _orphaned) -> None:
+               interval: float = HEARTBEAT_SECONDS, orphaned: Callable[[], None] = _orphaned,
+               lease: str | None = None, lost: threading.Event | None = None) -> None:
     """Renew the job's lease every ``interval`` seconds; end the process (``orphaned()``) as soon as its
-    parent is no longer ``parent_pid`` (None: no parent check)."""
+    parent is no longer ``parent_pid`` (None: no parent check). With a ``lease`` token, set ``lost`` once
+    the job no longer runs under it (another worker reclaimed it): the training then stops."""
     next_beat = time.monotonic() + interval
     while not halt.wait(min(PARENT_CHECK_SECONDS, interval)):
         if parent_pid is not None and os.getppid() != parent_pid:
@@ -80,9 +95,11 @@ def _heartbeat(store: JobStore, job_id: str, halt: threading.Event, parent_pid: 
         if time.monotonic() >= next_beat:
             next_beat = time.monotonic() + interval
             try:
-                store.heartbeat(job_id)
+                held = store.heartbeat(job_id, lease)
             except Exception:  # noqa: BLE001 - a missed beat is retried; the lease tolerates several
-                pass
+                continue
+            if lease is not None and not held and lost is not None:
+                lost.set()
 
 
 # -- processes seen through /proc (Linux); elsewhere nothing is ever found, so nothing is killed -----
@@ -209,24 +226,37 @@ def divergence(final: float | None, noisy: float | None, start: float | None) ->
 
 
 def run_job(job_id: str, data_dir: str, device: str, parent_pid: int | None,
-            heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
-    """Worker process entry point. ``parent_pid``: the process that started it, which it must not
-    outlive (None: no such tie, for a worker started by hand)."""
+            heartbeat_seconds: float = HEARTBEAT_SECONDS, database_url: str | None = None,
+            lease: str | None = None, threads: int | None = None) -> None:
+    """Training process entry point. ``parent_pid``: the process that started it, which it must not
+    outlive (None: no such tie, for a process started by hand). ``database_url``: N2N_DATABASE_URL
+    (None: SQLite in ``data_dir``); ``lease``: the claim's token, which fences this process's writes.
+
+    SIGTERM (sent by the scheduler when its worker stops) ends the run at the next step with a
+    checkpoint, and the job is handed back to the queue."""
     if parent_pid is not None:
         die_with_parent(parent_pid)  # first: the parent may already be gone
-    store = JobStore(Path(data_dir) / "jobs.sqlite3")
+    from n2n_core.runtime import set_threads, tune_allocator
+
+    tune_allocator()
+    set_threads(threads)
+    handed_back, lost = threading.Event(), threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT: Ctrl-C on a terminal reaches the whole group
+        signal.signal(sig, lambda *_: handed_back.set())
+    store = JobStore(open_database(database_url, Path(data_dir), check=False))
     halt = threading.Event()
-    threading.Thread(target=_heartbeat, args=(store, job_id, halt, parent_pid, heartbeat_seconds), daemon=True,
-                     name="n2n-heartbeat").start()
+    threading.Thread(target=_heartbeat, args=(store, job_id, halt, parent_pid, heartbeat_seconds, _orphaned,
+                                              lease, lost), daemon=True, name="n2n-heartbeat").start()
     try:
         job = store.get(job_id)
         if job is not None:
-            _train(store, job, Path(data_dir), device)
+            _train(store, job, Path(data_dir), device, lease, handed_back, lost)
     finally:
         halt.set()
 
 
-def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str) -> None:
+def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, lease: str | None = None,
+           handed_back: threading.Event | None = None, lost: threading.Event | None = None) -> None:
     import torch
 
     from n2n_core.card import write_card
@@ -234,10 +264,11 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str) ->
     from n2n_core.noise import noise_from_dict
     from n2n_core.train import TrainConfig, Trainer
 
-    from ..registry import register_model, write_active
+    from ..registry import register_model
 
     torch.set_grad_enabled(False)
     job_id, p = job["id"], job["params"]
+    handed_back, lost = handed_back or threading.Event(), lost or threading.Event()
     try:
         noise = noise_from_dict(p["noise"])
         data_spec = "builtin" if p["dataset"] == "builtin" else str(data_dir / "datasets" / p["dataset"])
@@ -253,15 +284,25 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str) ->
         def progress(info: dict[str, Any]) -> None:
             if info.get("val_psnr") is not None and (not history or history[-1]["step"] != info["step"]):
                 history.append({"step": info["step"], "loss": info.get("loss"), "val_psnr": info["val_psnr"]})
-            store.update_progress(
-                job_id, {"step": info["step"], "total": info["total"], "fraction": round(info["fraction"], 4)},
-                json_safe({"loss": info.get("loss"), "val_psnr": info.get("val_psnr"), "lr": info.get("lr"),
-                           "elapsed_seconds": round(info.get("elapsed") or 0.0, 2), "history": history[-200:]}))
+            try:
+                store.update_progress(
+                    job_id, {"step": info["step"], "total": info["total"], "fraction": round(info["fraction"], 4)},
+                    json_safe({"loss": info.get("loss"), "val_psnr": info.get("val_psnr"), "lr": info.get("lr"),
+                               "elapsed_seconds": round(info.get("elapsed") or 0.0, 2), "history": history[-200:]}),
+                    lease)
+            except OperationalError:  # the database is away: training goes on, the next report catches up
+                pass
 
         def should_stop() -> bool:
+            if handed_back.is_set() or lost.is_set():
+                return True
             now = time.monotonic()
             if now - last_poll[0] > 0.25:
-                last_poll[0], last_poll[1] = now, store.cancel_requested(job_id)
+                last_poll[0] = now
+                try:
+                    last_poll[1] = store.cancel_requested(job_id)
+                except OperationalError:  # the database is away: asked again at the next poll
+                    pass
             return bool(last_poll[1])
 
         out = data_dir / "jobs" / job_id / "model.safetensors"
@@ -271,16 +312,24 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str) ->
         start_psnr = trainer.validate() if val_pairs else None  # the untrained (or init) network: before run()
         result = trainer.run(resume=True)  # a NaN or infinite loss raises TrainingDiverged
         if result.status == "cancelled":
-            store.finish(job_id, "cancelled", note=f"cancelled at step {result.step}")
+            if lost.is_set():
+                return  # another worker runs the job now: nothing here is ours to write
+            if handed_back.is_set() and not store.cancel_requested(job_id):
+                store.requeue(job_id, f"handed back at step {result.step} by a stopping worker "
+                              f"({socket.gethostname()}): resuming from its checkpoint", lease)
+                return
+            store.finish(job_id, "cancelled", note=f"cancelled at step {result.step}", lease=lease)
             return
         final_psnr = trainer.last_val_psnr()
         store.update_progress(job_id, {"step": result.step, "total": cfg.steps, "fraction": 1.0}, json_safe(
             {"loss": result.history[-1]["loss"] if result.history else None, "val_psnr": final_psnr,
              "noisy_psnr": noisy_psnr, "elapsed_seconds": round(result.seconds, 2),
-             "history": [{k: h[k] for k in ("step", "loss", "val_psnr")} for h in result.history]}))
+             "history": [{k: h[k] for k in ("step", "loss", "val_psnr")} for h in result.history]}), lease)
         problem = divergence(final_psnr, noisy_psnr, start_psnr)
         if problem:
-            store.finish(job_id, "failed", error=problem, note="the model was not registered")
+            store.finish(job_id, "failed", error=problem, note="the model was not registered", lease=lease)
+            return
+        if lost.is_set():
             return
         note = None
         if noisy_psnr is None:
@@ -290,57 +339,88 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str) ->
         card["job_id"] = job_id
         if p.get("init_model"):
             card["training"]["init"] = p["init_model"]  # the model id, not a server path
-        model_id = register_model(data_dir / "models", out, card)
+        rows = ModelRows(store.db)
+        model_id = register_model(data_dir, rows, out, card)
         if p.get("activate_when_done"):
-            write_active(data_dir / "active.json", model_id)
-        store.finish(job_id, "succeeded", model_id=model_id, note=note)
+            rows.set_active(model_id)
+        store.finish(job_id, "succeeded", model_id=model_id, note=note, lease=lease)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
         error, note = f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)[-2000:]
         if p.get("init_weights"):  # name the init model by its id, not by its path on this server
             error, note = (t.replace(p["init_weights"], repr(p["init_model"])) for t in (error, note))
-        store.finish(job_id, "failed", error=without_paths(error), note=without_paths(note))
+        store.finish(job_id, "failed", error=without_paths(error), note=without_paths(note), lease=lease)
 
 
 class Scheduler:
-    """Starts one worker at a time, watches it, settles jobs orphaned by a previous run.
+    """Claims one job at a time, runs it in a spawned training process, watches it, and settles jobs
+    that lost their worker (on any host, by their lease; on this host, also orphans found in /proc).
 
-    ``stale_seconds``: a running job whose worker sent no heartbeat for this long has lost it;
-    ``heartbeat_seconds``: how often workers renew that lease (keep it well below stale_seconds).
+    ``stale_seconds``: the lease: a running job whose worker sent no heartbeat for this long has lost
+    it; ``heartbeat_seconds``: how often training processes renew it (keep it well below the lease).
+    ``database_url``: N2N_DATABASE_URL, handed to the training processes (None: SQLite in data_dir).
+    ``runs_jobs``: False for an API replica without an embedded worker (N2N_EMBEDDED_WORKER=0): it claims
+    nothing but still settles jobs whose worker was lost, so that none stays running without one.
     """
 
     def __init__(self, store: JobStore, data_dir: Path, device: str, poll: float = 0.2,
                  cancel_grace: float = 15.0, stale_seconds: float = STALE_SECONDS,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS, recover_seconds: float = RECOVER_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, recover_seconds: float = RECOVER_SECONDS,
+                 database_url: str | None = None, runs_jobs: bool = True, threads: int | None = None) -> None:
         if not 0 < heartbeat_seconds < stale_seconds:
             raise ValueError(f"heartbeat_seconds ({heartbeat_seconds}) must be > 0 and below stale_seconds "
                              f"({stale_seconds})")
         self.store, self.data_dir, self.device = store, Path(data_dir), device
+        self.database_url, self.runs_jobs = database_url, runs_jobs
+        self.threads = threads  # torch threads of each training process (None: torch's default)
         self.poll, self.cancel_grace = poll, cancel_grace
         self.stale_seconds, self.heartbeat_seconds, self.recover_seconds = (stale_seconds, heartbeat_seconds,
                                                                             recover_seconds)
+        self.host = socket.gethostname()
         self._ctx = mp.get_context("spawn")
         self._proc: mp.process.BaseProcess | None = None
         self._job: str | None = None
+        self._lease: str | None = None
         self._cancel_seen: float | None = None
+        self._beat = 0.0  # when this scheduler last renewed its job's lease (monotonic)
         self._halt = threading.Event()
         self._worker_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="n2n-scheduler")
 
+    @classmethod
+    def from_settings(cls, store: JobStore, settings: Settings, runs_jobs: bool = True,
+                      beside_the_api: bool = False) -> Scheduler:
+        """A scheduler with the service's settings (the embedded worker's, and `n2n worker`'s).
+
+        Beside the API (the embedded worker), a training process takes its share of N2N_THREADS
+        (N2N_TRAIN_THREADS, default half) and denoising the rest; a `n2n worker` host gives it all."""
+        total = settings.threads or cores()
+        threads = split_threads(total, True, settings.train_threads)[1] if beside_the_api else total
+        return cls(store, settings.data_dir, settings.device, cancel_grace=settings.cancel_grace_seconds,
+                   stale_seconds=settings.job_lease_seconds, heartbeat_seconds=settings.job_heartbeat_seconds,
+                   database_url=settings.database, runs_jobs=runs_jobs, threads=threads)
+
+    @property
+    def training(self) -> bool:
+        """Whether a training process of this scheduler runs now."""
+        proc = self._proc
+        return proc is not None and proc.is_alive()
+
     def recover(self) -> list[str]:
         """Settle running jobs that lost their worker, or whose worker lost its service.
 
-        A job whose worker stopped sending heartbeats (the service or the worker died), or whose
-        worker still runs but was orphaned by a service that is gone, goes back to the queue and
-        resumes from its last checkpoint; one that was being cancelled ends as cancelled. A live
-        worker of such a job is killed first. Jobs of a live worker that still has its service
-        (ours, or another instance's) are left alone.
+        A job whose worker stopped sending heartbeats for the lease's length (the worker, its service
+        or its host died), or whose training process still runs on this host but was orphaned by a
+        service that is gone, goes back to the queue and resumes from its last checkpoint; one that
+        was being cancelled ends as cancelled. A live orphan on this host is killed first. Jobs of
+        other hosts are judged by their lease alone: their pids mean nothing here.
         """
         recovered = []
         cutoff = time.time() - self.stale_seconds
         for job in self.store.running():
             if job["id"] == self._job:
                 continue
-            worker = job_worker(job)
+            local = job.get("worker_host") in (None, self.host)
+            worker = job_worker(job) if local else None
             orphaned = worker is not None and is_orphaned(job, worker)
             if not orphaned and (job["heartbeat_at"] or job["updated_at"]) >= cutoff:
                 continue
@@ -349,79 +429,124 @@ class Scheduler:
                 continue
             lost = (f"stopped worker pid {worker.pid}, orphaned by a previous service process" if orphaned
                     else "worker lost")
-            if job["cancel_requested"]:
-                self.store.finish(job["id"], "cancelled", note=f"{lost} while cancelling")
+            if orphaned:  # it was still heartbeating: settle it whatever its lease says
+                done = (self.store.finish(job["id"], "cancelled", note=f"{lost} while cancelling")
+                        if job["cancel_requested"] else
+                        self.store.requeue(job["id"], f"the job lost its worker ({lost}) and restarted from its "
+                                           "last checkpoint"))
             else:
-                self.store.requeue(job["id"], f"service restarted ({lost}): resuming from the last checkpoint")
-            recovered.append(job["id"])
+                note = (f"{lost} while cancelling" if job["cancel_requested"] else
+                        f"the job lost its worker ({lost}) and restarted from its last checkpoint")
+                done = self.store.requeue_if_stale(job["id"], cutoff, note, cancel=job["cancel_requested"])
+            if done:
+                recovered.append(job["id"])
         return recovered
 
     def start(self) -> None:
-        self.recover()
+        try:
+            self.recover()
+        except Exception as e:  # noqa: BLE001 - the loop retries it with backoff
+            log.warning("job recovery failed at start (retried): %s", without_paths(str(e)).splitlines()[0])
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop scheduling and the running worker (its job resumes at the next start)."""
+        """Stop scheduling and the running job, which is checkpointed and handed back to the queue."""
         self._halt.set()
         if self._thread.is_alive():
             self._thread.join(timeout)  # the thread stops the worker on its way out
         if not self._thread.is_alive():
             self._stop_worker()  # a no-op unless the thread never ran
 
+    def running_job(self) -> str | None:
+        return self._job
+
     def _stop_worker(self) -> None:
-        """Terminate the running worker and settle its job. Runs on the scheduler thread as it ends: the
-        worker's parent-death signal follows the thread that started it."""
+        """SIGTERM the training process (it checkpoints and hands its job back), SIGKILL it after
+        ``cancel_grace`` seconds, and settle its job. Runs on the scheduler thread as it ends: the
+        process's parent-death signal follows the thread that started it."""
         with self._worker_lock:
-            proc, job_id = self._proc, self._job
+            proc, job_id, lease = self._proc, self._job, self._lease
             if proc is None or job_id is None:
                 return
             if proc.is_alive():
                 proc.terminate()
-                proc.join(5)
+                proc.join(self.cancel_grace)
                 if proc.is_alive():
                     proc.kill()
                     proc.join(5)
             if proc.is_alive():
                 log.error("job %s: its worker (pid %s) did not stop", job_id, proc.pid)
                 return
-            self._proc, self._job = None, None
+            self._proc, self._job, self._lease = None, None, None
             job = self.store.get(job_id)
             if job and job["status"] == "running":
                 if job["cancel_requested"]:
-                    self.store.finish(job_id, "cancelled", note="service stopped while cancelling")
-                else:  # the next start resumes it from its checkpoint
-                    self.store.requeue(job_id, "service stopped: resuming from the last checkpoint")
+                    self.store.finish(job_id, "cancelled", note="worker stopped while cancelling", lease=lease)
+                else:  # the next free worker resumes it from its checkpoint
+                    self.store.requeue(job_id, "worker stopped: resuming from the last checkpoint", lease)
 
     def _loop(self) -> None:
         last_recover = time.monotonic()
+        failures = 0
         try:
             while not self._halt.is_set():
                 try:
-                    self._tick()
+                    if self.runs_jobs:
+                        self._tick()
                     if time.monotonic() - last_recover > self.recover_seconds:
                         last_recover = time.monotonic()
                         self.recover()
-                except Exception:  # noqa: BLE001 - the scheduler must outlive any one failure
-                    traceback.print_exc()
+                    failures = 0
+                except Exception as e:  # noqa: BLE001 - the scheduler outlives any failure, the database's too
+                    failures += 1
+                    wait = min(MAX_BACKOFF_SECONDS, self.poll * 2 ** failures)
+                    log.warning("scheduler: %s (attempt %d; retrying in %.1f s)",
+                                without_paths(f"{type(e).__name__}: {e}").splitlines()[0], failures, wait)
+                    self._halt.wait(wait)
+                    continue
                 self._halt.wait(self.poll)
         finally:
             self._stop_worker()
 
+    def _launch(self, job: dict[str, Any]) -> mp.process.BaseProcess:
+        """Start the training process of a claimed job.
+
+        Hook for data-parallel jobs: a job's ``nproc_per_node`` (the jobs table's column; None or 1 for
+        today's single-process jobs) is where a launcher of N ranks (n2n_core.distributed) will plug in.
+        The worker process that claimed the job stays its recorded owner (``worker_parent``).
+        """
+        if (job.get("nproc_per_node") or 1) != 1:
+            raise NotImplementedError("data-parallel jobs (nproc_per_node > 1) are not supported yet")
+        proc = self._ctx.Process(target=run_job, name=f"n2n-job-{job['id']}", daemon=True,
+                                 args=(job["id"], str(self.data_dir), self.device, os.getpid(),
+                                       self.heartbeat_seconds, self.database_url, job["lease"], self.threads))
+        proc.start()
+        return proc
+
     def _tick(self) -> None:
         if self._proc is None:
-            job = self.store.claim_next()
+            job = self.store.claim_next(self.host, os.getpid())
             if job is None:
                 return
-            self._job, self._cancel_seen = job["id"], None
-            self._proc = self._ctx.Process(target=run_job, name=f"n2n-job-{job['id']}", daemon=True,
-                                           args=(job["id"], str(self.data_dir), self.device, os.getpid(),
-                                                 self.heartbeat_seconds))
-            self._proc.start()
+            self._job, self._lease, self._cancel_seen = job["id"], job["lease"], None
+            self._beat = time.monotonic()
+            try:
+                self._proc = self._launch(job)
+            except Exception as e:
+                self.store.finish(job["id"], "failed", error=without_paths(f"{type(e).__name__}: {e}"),
+                                  lease=job["lease"])
+                self._job = self._lease = None
+                return
             self.store.set_pid(job["id"], self._proc.pid, os.getpid(), process_start(self._proc.pid))
             return
-        job_id = self._job
+        job_id, lease = self._job, self._lease
         assert job_id is not None
         if self._proc.is_alive():
+            if time.monotonic() - self._beat >= self.heartbeat_seconds:
+                # The worker renews the lease too: its training process needs seconds to start (a fresh
+                # interpreter) before its own heartbeat thread runs.
+                self._beat = time.monotonic()
+                self.store.heartbeat(job_id, lease)
             if self.store.cancel_requested(job_id):
                 self._cancel_seen = self._cancel_seen or time.monotonic()
                 if time.monotonic() - self._cancel_seen > self.cancel_grace:
@@ -429,10 +554,10 @@ class Scheduler:
             return
         self._proc.join()
         code = self._proc.exitcode
-        self._proc, self._job = None, None
+        self._proc, self._job, self._lease = None, None, None
         job = self.store.get(job_id)
-        if job and job["status"] == "running":
+        if job and job["status"] == "running" and job["lease"] == lease:
             if job["cancel_requested"]:
-                self.store.finish(job_id, "cancelled", note="worker stopped on cancel")
+                self.store.finish(job_id, "cancelled", note="worker stopped on cancel", lease=lease)
             else:
-                self.store.finish(job_id, "failed", error=f"training worker exited with code {code}")
+                self.store.finish(job_id, "failed", error=f"training worker exited with code {code}", lease=lease)

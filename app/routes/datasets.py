@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from ..datasets import DatasetError, ingest_zip, list_datasets
+from ..datasets import DatasetError, ingest_zip
 from ..messages import scrub_paths
-from ..deps import Authorized, SettingsDep
+from ..deps import Authorized, DatasetsDep, SettingsDep
 from ..schemas import DatasetInfo, Message
 from .denoise import read_upload
 
@@ -21,7 +21,7 @@ ZIP_BODY = {"requestBody": {"required": True, "content": {
 
 @router.post("", status_code=201, response_model=DatasetInfo, dependencies=[Authorized], openapi_extra=ZIP_BODY,
              responses={400: {"model": Message}, 401: {"model": Message}, 413: {"model": Message}})
-async def upload(request: Request, settings: SettingsDep) -> DatasetInfo:
+async def upload(request: Request, settings: SettingsDep, datasets: DatasetsDep) -> DatasetInfo:
     data = await read_upload(request, accept=("application/zip", "application/x-zip-compressed"))
     root = settings.data_dir / "datasets"
     try:
@@ -30,9 +30,10 @@ async def upload(request: Request, settings: SettingsDep) -> DatasetInfo:
                                        settings.max_pixels, settings.max_dataset_pixels)
     except DatasetError as e:  # its messages name zip members; scrubbing the data folder is a second guard
         raise HTTPException(e.status, scrub_paths(str(e), settings.data_dir)) from None
+    await run_in_threadpool(datasets.add, info)
     return DatasetInfo(**info)
 
 
 @router.get("", response_model=list[DatasetInfo])
-def list_all(settings: SettingsDep) -> list[DatasetInfo]:
-    return [DatasetInfo(**d) for d in list_datasets(settings.data_dir / "datasets")]
+def list_all(datasets: DatasetsDep) -> list[DatasetInfo]:
+    return [DatasetInfo(**d) for d in datasets.all()]

@@ -8,8 +8,7 @@ from n2n_core.models import arch_of, build, size_multiple
 from n2n_core.noise import noise_from_dict
 from n2n_core.serialize import read_metadata
 
-from ..datasets import dataset_exists
-from ..deps import Authorized, RegistryDep, SettingsDep, StoreDep
+from ..deps import Authorized, DatasetsDep, RegistryDep, StoreDep
 from ..registry import ModelRegistry, UnknownModel
 from ..schemas import Job, Message, TrainRequest
 
@@ -19,9 +18,9 @@ NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
 
 @router.post("", status_code=202, response_model=Job, dependencies=[Authorized],
              responses={401: {"model": Message}, 422: {"description": "invalid body"}})
-def start(req: TrainRequest, response: Response, store: StoreDep, settings: SettingsDep,
+def start(req: TrainRequest, response: Response, store: StoreDep, datasets: DatasetsDep,
           registry: RegistryDep) -> Job:
-    if req.dataset != "builtin" and not dataset_exists(settings.data_dir / "datasets", req.dataset):
+    if req.dataset != "builtin" and not datasets.exists(req.dataset):
         raise HTTPException(422, f"unknown dataset {req.dataset!r}: use 'builtin' or an id from POST /datasets")
     init_weights = None
     if req.init_model is not None:

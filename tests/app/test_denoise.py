@@ -2,6 +2,7 @@
 
 import io
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,8 +111,28 @@ def test_body_over_the_limit_is_413(tmp_path, tiny_weights):
     with TestClient(create_app(s)) as c:
         big = png_bytes(np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8))
         assert len(big) > 10_000
-        assert c.post("/denoise", content=big, headers={"content-type": "image/png"}).status_code == 413
+        for r in (c.post("/denoise", content=big, headers={"content-type": "image/png"}),
+                  c.post("/denoise", files={"file": ("big.png", big, "image/png")}),
+                  c.post("/denoise", content=iter([big[:6000], big[6000:]]),  # chunked: no Content-Length
+                         headers={"content-type": "image/png"})):
+            assert r.status_code == 413 and r.headers["content-type"] == "application/json"
+            assert "N2N_MAX_UPLOAD_BYTES" in r.json()["detail"] and "10000 bytes" in r.json()["detail"]
         assert c.get("/healthz").status_code == 200
+
+
+def test_dataset_body_over_its_limit_is_a_json_413_naming_the_setting(tmp_path, tiny_weights):
+    from .conftest import AUTH
+
+    s = make_settings(tmp_path / "d", tiny_weights, max_dataset_bytes=1000)
+    with TestClient(create_app(s)) as c:
+        r = c.post("/datasets", content=b"PK" + b"0" * 5000, headers={**AUTH, "content-type": "application/zip"})
+        assert r.status_code == 413 and "N2N_MAX_DATASET_BYTES" in r.json()["detail"]
+
+
+def test_the_default_upload_limit_admits_a_40_megapixel_16_bit_photo():
+    from app.config import Settings
+
+    assert Settings().max_upload_bytes >= 40_000_000 * 3 * 2 + 1_000_000  # raw 16-bit RGB, plus headers
 
 
 def test_pixel_limit(tmp_path, tiny_weights):
@@ -132,14 +153,14 @@ def test_32_concurrent_512px_requests_are_all_served(client):
 def test_beyond_the_queue_limit_requests_get_503_with_retry_after(tmp_path, tiny_weights, monkeypatch):
     from app.denoiser import DenoiseQueue
 
-    work = DenoiseQueue._work
+    prepare = DenoiseQueue._prepare
     overflowed = threading.Event()
 
-    def held_work(self, *a):  # the worker is held until the line has overflowed: no race with a sleep
+    def held_prepare(self, *a):  # admitted work is held until the line has overflowed: no race with a sleep
         overflowed.wait(600)  # a hang guard only
-        return work(self, *a)
+        return prepare(self, *a)
 
-    monkeypatch.setattr(DenoiseQueue, "_work", held_work)
+    monkeypatch.setattr(DenoiseQueue, "_prepare", held_prepare)
     s = make_settings(tmp_path / "d", tiny_weights, queue_limit=2)
     with TestClient(create_app(s)) as c:
         data = png_bytes(rgb())
@@ -165,7 +186,7 @@ def test_unencodable_output_is_refused_before_any_work(client, fmt, shape):
     def no_work(*args):
         raise AssertionError("the denoise worker was given an image its output format cannot hold")
 
-    client.app.state.queue._work = no_work
+    client.app.state.queue._prepare = no_work
     wide = png_bytes(np.zeros((*shape, 3), np.uint8))
     r = client.post(f"/denoise?format={fmt}", content=wide, headers={"content-type": "image/png"})
     assert r.status_code == 400 and "png" in r.json()["detail"]
@@ -177,7 +198,7 @@ def test_absurd_aspect_ratios_are_refused(client, shape):
     def no_work(*args):
         raise AssertionError("the denoise worker was given a sliver")
 
-    client.app.state.queue._work = no_work
+    client.app.state.queue._prepare = no_work
     r = client.post("/denoise", content=png_bytes(np.zeros((*shape, 3), np.uint8)),
                     headers={"content-type": "image/png"})
     assert r.status_code == 422 and "short side" in r.json()["detail"]
@@ -186,3 +207,34 @@ def test_absurd_aspect_ratios_are_refused(client, shape):
 def test_thin_but_sane_images_are_denoised(client):
     r = client.post("/denoise", content=png_bytes(rgb(3, 2000)), headers={"content-type": "image/png"})
     assert r.status_code == 200 and _decode(r.content).size == (2000, 3)
+
+
+def test_a_small_photo_is_not_held_behind_a_large_one(tmp_path, tiny_weights):
+    """Tiles go round-robin: a small request sent while a large photo is in its tiles finishes while the
+    large one still has tiles to go (one worker, no head-of-line blocking)."""
+    s = make_settings(tmp_path / "d", tiny_weights, tile=64)
+    with TestClient(create_app(s)) as c, ThreadPoolExecutor(2) as pool:
+        queue = c.app.state.queue
+        large_tiles = []
+        real_submit = queue.scheduler.submit
+
+        def watching_submit(steps, should_stop, progress=None):
+            def tile_done(done, total):
+                if total > 1:
+                    large_tiles.append(done)
+                if progress is not None:
+                    progress(done, total)
+            return real_submit(steps, should_stop, tile_done)
+
+        queue.scheduler.submit = watching_submit
+        large = pool.submit(c.post, "/denoise", content=png_bytes(rgb(1024, 1024)),
+                            headers={"content-type": "image/png"})
+        deadline = time.monotonic() + 300
+        while len(large_tiles) < 2:
+            assert time.monotonic() < deadline and not large.done(), "the large photo never started its tiles"
+            time.sleep(0.01)
+        small = c.post("/denoise", content=png_bytes(rgb(32, 32)), headers={"content-type": "image/png"})
+        tiles_when_small_done = len(large_tiles)
+        assert small.status_code == 200
+        assert large.result(timeout=300).status_code == 200
+        assert tiles_when_small_done < len(large_tiles), "the small photo waited for the whole large one"

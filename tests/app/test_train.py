@@ -1,7 +1,9 @@
 """Training jobs over HTTP: auth, validation, lifecycle, cancel, progress, activation."""
 
 import io
+import os
 import re
+import socket
 import zipfile
 
 import pytest
@@ -80,11 +82,15 @@ def test_default_job_runs_reports_progress_and_registers_a_model(client):
 def test_cancel_running_job_ends_it(client):
     r = client.post("/train", json={"dataset": "builtin", "steps": 100000}, headers=AUTH)
     jid = r.json()["id"]
+    assert r.json()["worker"] is None
     wait_for(client, jid, statuses=("running",))
-    poll_until(lambda: client.get(f"/train/{jid}").json()["progress"]["step"] >= 1, "first step")
+    running = poll_until(lambda: (j := client.get(f"/train/{jid}").json())["progress"]["step"] >= 1 and j,
+                         "first step")
+    # The embedded worker: the API process itself (here, this test's process), not its training child.
+    assert running["worker"] == {"host": socket.gethostname(), "pid": os.getpid()}
     assert client.post(f"/train/{jid}/cancel", headers=AUTH).status_code == 202
     job = wait_for(client, jid)  # no speed requirement: the worker is killed after cancel_grace_seconds anyway
-    assert job["status"] == "cancelled" and job["progress"]["step"] < 100000
+    assert job["status"] == "cancelled" and job["progress"]["step"] < 100000 and job["worker"] is None
     again = client.post(f"/train/{jid}/cancel", headers=AUTH)
     assert again.status_code == 202 and again.json()["status"] == "cancelled"
 

@@ -99,3 +99,46 @@ def test_help_everywhere():
     for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["denoise", "--help"], ["serve", "--help"]):
         r = subprocess.run([sys.executable, "-m", "n2n_core.cli", *argv], capture_output=True, text=True)
         assert r.returncode == 0 and "usage: n2n" in r.stdout
+
+
+def test_denoise_reads_photos_one_at_a_time_and_checks_every_header_first(tmp_path, tiny, capsys, monkeypatch):
+    from n2n_core import images
+
+    inputs = _write_inputs(tmp_path / "in")
+    reads, live = [], []
+    real_read = images.read
+
+    def counting_read(path):
+        reads.append(path)
+        live.append(len(reads) - len(list((tmp_path / "out").glob("*.png"))) if (tmp_path / "out").exists() else 1)
+        return real_read(path)
+
+    monkeypatch.setattr(images, "read", counting_read)
+    assert main(["denoise", *map(str, inputs), "-o", str(tmp_path / "out"), "--weights", str(tiny)]) == 0
+    assert len(reads) == len(inputs) and max(live) == 1  # never a second photo decoded before the first is written
+    bad = tmp_path / "in" / "zz_bad.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    capsys.readouterr()
+    assert main(["denoise", *map(str, inputs), str(bad), "-o", str(tmp_path / "out2"), "--weights", str(tiny)]) == 1
+    assert "zz_bad.png" in capsys.readouterr().err and not (tmp_path / "out2").exists()  # nothing done
+
+
+def test_denoise_shows_a_bar_per_large_photo(tmp_path, tiny, monkeypatch):
+    import n2n_core.cli as cli
+
+    bars = []
+    real_bar = cli._progress_bar
+
+    def recording_bar(total, desc, unit="step"):
+        bar = real_bar(total, desc, unit)
+        bars.append((desc, unit, total, bar))
+        return bar
+
+    monkeypatch.setattr(cli, "_progress_bar", recording_bar)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(tmp_path / "large.png")
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / "small.png")
+    assert main(["denoise", str(tmp_path / "large.png"), str(tmp_path / "small.png"), "-o", str(tmp_path / "o"),
+                 "--weights", str(tiny), "--tile", "64"]) == 0
+    tile_bars = [(desc, total, bar.n) for desc, unit, total, bar in bars if unit == "tile"]
+    assert len(tile_bars) == 1 and tile_bars[0][0] == "large.png" and tile_bars[0][1] > 1  # none for small.png

@@ -102,3 +102,42 @@ def test_should_stop_and_progress_work_per_tile():
     with pytest.raises(Cancelled):
         denoise(m, torch.rand(3, 300, 300), tile=64, should_stop=lambda: len(seen) > 3,
                 progress=lambda done, total: seen.append(done))
+
+
+@pytest.mark.parametrize("name", ["default", "fast", "seed", "blind"])
+def test_tiles_with_the_measured_margin_equal_the_whole_image_for_every_shipped_model(name):
+    """Margins come from the exact receptive radius (about half the old bound); tiles stay exact."""
+    from n2n_core.receptive import receptive_bound, receptive_radius
+    from n2n_core.serialize import load
+    from n2n_core.weights import shipped
+
+    if name not in shipped():
+        pytest.skip(f"no shipped {name!r} model")
+    m = load(shipped()[name])
+    assert receptive_radius(m) <= receptive_bound(m)
+    x = torch.rand(3, 203, 341, generator=torch.Generator().manual_seed(0))
+    whole = denoise(m, x, tile=4096)
+    for tile in (96, 160):
+        torch.testing.assert_close(denoise(m, x, tile=tile), whole, atol=1e-6, rtol=0)
+
+
+def test_the_receptive_radius_is_the_true_reach_of_an_input():
+    """A random network: changing one input pixel changes outputs up to the radius away, and none beyond."""
+    from n2n_core.receptive import receptive_radius
+
+    torch.manual_seed(0)
+    for name in ("unet-s", "fast", "seed"):
+        m = models.build(name).to(dtype=torch.float64)
+        r = receptive_radius(m)
+        side, centre = 160, 80
+        phases = range(8)
+        x = torch.rand(1, 3, side, side, dtype=torch.float64)
+        probes = x.repeat(len(phases), 1, 1, 1)
+        for phase in phases:
+            probes[phase, :, centre + phase, centre + phase] += 1.0
+        changed = (m(probes) - m(x)).abs().amax(dim=1) > 0
+        reach = 0
+        for phase in phases:
+            rows, cols = torch.nonzero(changed[phase], as_tuple=True)
+            reach = max(reach, int(torch.cat([rows - centre - phase, cols - centre - phase]).abs().max()))
+        assert reach == r, (name, reach, r)

@@ -88,3 +88,18 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     assert not out.exists()  # no weights from a broken run
     with safe_open(str(out.with_suffix(".ckpt.safetensors")), framework="pt") as f:
         assert f.metadata()["step"] == "1"  # the checkpoint before the loss broke, not the broken weights
+
+
+def test_a_float64_model_trains_on_the_float32_batches_and_checkpoints_in_float64(tmp_path):
+    from safetensors.torch import load_file
+
+    from n2n_core.models import build
+
+    out = tmp_path / "f64.safetensors"
+    trainer = Trainer(_cfg(steps=2, ema=0.9), _data(), out, model=build("tiny").to(dtype=torch.float64))
+    assert trainer.run().status == "succeeded"
+    ckpt = load_file(str(out.with_suffix(".ckpt.safetensors")))
+    # the format a resumed run reads: model., optim. (with Adam's per-parameter step) and ema. tensors
+    assert {k.split(".")[0] for k in ckpt} == {"model", "optim", "ema"}
+    assert any(k.startswith("optim.") and k.endswith(".step") for k in ckpt)
+    assert all(v.dtype == torch.float64 for k, v in ckpt.items() if not k.endswith(".step"))

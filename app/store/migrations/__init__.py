@@ -1,0 +1,1 @@
+"""Alembic migrations of the shared store (run by app.store.migrate)."""

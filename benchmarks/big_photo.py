@@ -1,0 +1,111 @@
+"""Real photo sizes: the per-pixel cost of a 6000x4000 photo against a 512x512 one, and peak memory.
+
+    python benchmarks/big_photo.py [--weights default] [--threads 2] [--repeats 5]
+
+1. Model time, in this process, same model and threads: the median of ``--repeats`` 512x512 denoises
+   and one 6000x4000 denoise (both through ``n2n_core.denoise`` with its default tiling); prints both,
+   the time per megapixel of each, and their ratio (goal: at most 1.2).
+2. Peak resident memory of the whole path for the 24 MP photo: ``n2n denoise big.png`` in a child
+   process (decode, tiles, encode), read from the child's rusage (goal: at most 1.5 GB).
+Writes benchmarks/results/big_photo.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine, save_results  # noqa: E402
+from n2n_core.infer import DEFAULT_TILE_MEMORY, denoise, plan_tiles, tile_area  # noqa: E402
+from n2n_core.models import size_multiple  # noqa: E402
+from n2n_core.receptive import receptive_radius  # noqa: E402
+from n2n_core.runtime import set_threads, tune_allocator  # noqa: E402
+from n2n_core.serialize import load  # noqa: E402
+from n2n_core.weights import resolve  # noqa: E402
+
+
+def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour scene with sigma-25 noise, as uint8 (H, W, 3)."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    cols = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    scene = np.stack([0.5 + 0.4 * np.sin(6 * rows + 3 * cols), 0.5 + 0.3 * np.cos(4 * cols - 2 * rows),
+                      0.3 + 0.4 * rows * cols], axis=-1) * 255
+    noisy = scene + rng.normal(0, 25, scene.shape).astype(np.float32)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+def to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).permute(2, 0, 1).float().div_(255)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default="default")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--height", type=int, default=4000)
+    ap.add_argument("--width", type=int, default=6000)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    tune_allocator()
+    threads = set_threads(args.threads)
+    model = load(resolve(args.weights))
+    small, big = to_tensor(photo(512, 512, 1)), to_tensor(photo(args.height, args.width, 2))
+
+    denoise(model, small)  # warm-up
+    small_times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        denoise(model, small)
+        small_times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    denoise(model, big)
+    big_seconds = time.perf_counter() - t0
+    small_seconds = statistics.median(small_times)
+    per_mp_small = small_seconds / (512 * 512 / 1e6)
+    per_mp_big = big_seconds / (args.height * args.width / 1e6)
+    mult = size_multiple(model)
+    area = tile_area(model, DEFAULT_TILE_MEMORY)
+    margin = -(-receptive_radius(model) // mult) * mult
+    tiles = plan_tiles(args.height, args.width, area, margin, mult)
+    print(f"{args.weights}: {threads} threads; tiles of up to {area} px ({len(tiles)} for the big photo), "
+          f"margin {margin} px (receptive radius {receptive_radius(model)})")
+    print(f"512x512: {small_seconds:.3f} s ({per_mp_small:.3f} s/MP, median of {args.repeats})")
+    print(f"{args.width}x{args.height}: {big_seconds:.1f} s ({per_mp_big:.3f} s/MP)")
+    print(f"per-pixel ratio, big / small: {per_mp_big / per_mp_small:.2f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "big.png"
+        Image.fromarray(photo(args.height, args.width, 2)).save(src, compress_level=1)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "n2n_core.cli", "denoise", str(src), "-o", str(Path(tmp) / "out"),
+                        "--weights", str(args.weights)], check=True, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        cli_seconds = time.perf_counter() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"n2n denoise of the {args.width}x{args.height} PNG: {cli_seconds:.1f} s, peak resident {peak_mb:.0f} MB")
+    save_results("big_photo", {"machine": machine(), "weights": args.weights, "threads": threads,
+                               "small_seconds": small_seconds, "small_times": small_times, "big_seconds": big_seconds,
+                               "seconds_per_mp_small": per_mp_small, "seconds_per_mp_big": per_mp_big,
+                               "ratio": per_mp_big / per_mp_small, "tile_area": area, "tiles": len(tiles),
+                               "margin": margin, "cli_seconds": cli_seconds, "cli_peak_mb": peak_mb,
+                               "command": "python benchmarks/big_photo.py " + " ".join(sys.argv[1:])})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Process-wide settings that decide how fast the CPU path runs: the allocator and the thread count."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+
+import torch
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+@functools.cache
+def tune_allocator() -> bool:
+    """Keep large blocks in glibc's heap instead of fresh ``mmap`` pages.
+
+    Every activation of a network on a big tile is a large allocation; by default glibc maps each
+    one afresh and the kernel zeroes its pages on first touch, which costs a third of the run time
+    of a 512x512 denoise. With large blocks kept and reused (mmap threshold and trim threshold 1 GiB,
+    256 MiB top pad) that cost is paid once per process. Returns False where glibc is not the C library.
+    """
+    name = ctypes.util.find_library("c")
+    if not name or os.name != "posix":
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(option, value) == 1 for option, value in
+               ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 256 << 20)))
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` intra-op threads (None or 0: leave torch's choice); returns the count in force."""
+    if threads and threads != torch.get_num_threads():
+        torch.set_num_threads(max(1, int(threads)))
+    return torch.get_num_threads()
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def split_threads(total: int, training: bool, train_threads: int | None = None) -> tuple[int, int]:
+    """(denoise threads, training threads) for one host: while a training job runs beside the service,
+    it gets ``train_threads`` (default half the cores) and denoising the rest; otherwise denoising gets all."""
+    train = max(1, min(total - 1, train_threads or total // 2)) if total > 1 else 1
+    return (max(1, total - train), train) if training else (total, train)
