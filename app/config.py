@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=1, description="largest image, in pixels")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights: str | None = Field(None, description="model loaded at start: a path or a shipped name")
+    max_inflight_pixels: int | None = Field(None, ge=1, description="pixels of all /denoise requests in flight "
+                                            "(it bounds their memory); default twice N2N_MAX_PIXELS")
     queue_limit: int = Field(64, ge=1, description="denoise requests waiting before new ones get 503")
     threads: int | None = Field(None, ge=1, description="cores this host gives n2n (default: all it may use); "
                                 "denoising uses them all, or what a training job beside it leaves")
@@ -54,6 +56,12 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(2.0, gt=0, description="how often training workers renew their lease")
     cancel_grace_seconds: float = Field(5.0, gt=0, description="time a cancelled worker gets before it is killed")
 
+
+    @field_validator("data_dir")
+    @classmethod
+    def absolute_data_dir(cls, value: Path) -> Path:
+        """Absolute, so that every message can be scrubbed of it whatever the working directory."""
+        return value.absolute()
 
     @property
     def database(self) -> str | None:

@@ -11,6 +11,7 @@ has gone away or the service is stopping. The scheduler's last progress feeds th
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -30,6 +31,7 @@ from . import imaging
 from .registry import ModelRegistry
 
 DISCONNECT_POLL_SECONDS = 0.25
+log = logging.getLogger("n2n")
 
 
 class QueueFull(Exception):
@@ -80,6 +82,7 @@ class TileScheduler:
                progress: Callable[[int, int], None] | None = None) -> Future:
         """A future of the stream's result; ``Cancelled`` when ``should_stop()`` turns true between tiles."""
         work = _Work(steps, should_stop, progress)
+        work.result.set_running_or_notify_cancel()  # from now on only this scheduler ends it
         with self._lock:
             if self._closed:
                 steps.close()
@@ -107,10 +110,15 @@ class TileScheduler:
             except queue.Empty:
                 pass
             work = active.popleft()
-            if self._threads is not None:
-                set_threads(self._threads())
-            if self._step(work):
-                active.append(work)
+            try:
+                if self._threads is not None:
+                    set_threads(self._threads())
+                if self._step(work):
+                    active.append(work)
+            except Exception:  # noqa: BLE001 - the thread serves every request: it must outlive any one
+                log.exception("tile scheduler")
+                if not work.result.done():
+                    work.result.set_exception(RuntimeError("internal error while denoising"))
 
     @staticmethod
     def _step(work: _Work) -> bool:
@@ -142,12 +150,15 @@ class DenoiseQueue:
 
     def __init__(self, registry: ModelRegistry, limit: int, max_pixels: int, tile_memory: int,
                  tile: int | None = None, max_aspect_ratio: float = 1000.0,
-                 stopping: threading.Event | None = None, threads: Callable[[], int] | None = None) -> None:
+                 stopping: threading.Event | None = None, threads: Callable[[], int] | None = None,
+                 max_inflight_pixels: int | None = None) -> None:
         self.registry, self.limit, self.max_pixels = registry, limit, max_pixels
         self.tile_memory, self.tile = tile_memory, tile
         self.max_aspect_ratio = max_aspect_ratio
         self.stopping = stopping or threading.Event()
         self.scheduler = TileScheduler(threads)
+        self.max_inflight_pixels = max_inflight_pixels or 2 * max_pixels
+        self.pixels = 0  # pixels of the admitted requests: what bounds the memory held for them
         self.waiting = 0  # admitted requests, in any phase
         self.abandoned = 0  # requests whose client left before the result
         self._last_progress = time.monotonic()  # of any request in flight: admitted, decoded, a tile, encoded
@@ -172,16 +183,18 @@ class DenoiseQueue:
 
     async def submit(self, data: bytes, fmt: str, model_id: str | None,
                      disconnected: Callable[[], Awaitable[bool]] | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> DenoiseResult:
-        """The result; QueueFull when ``limit`` requests are in flight, Stopping during shutdown,
+                     progress: Callable[[int, int], None] | None = None, pixels: int = 0) -> DenoiseResult:
+        """The result; QueueFull when ``limit`` requests, or ``max_inflight_pixels`` pixels (the header's
+        width x height; one request alone is always admitted), are in flight; Stopping during shutdown;
         Abandoned when ``disconnected()`` turned true before the result."""
         if self.stopping.is_set():
             raise Stopping
-        if self.waiting >= self.limit:
+        if self.waiting >= self.limit or (self.waiting and self.pixels + pixels > self.max_inflight_pixels):
             raise QueueFull
         if self.waiting == 0:
             self._progressed()
         self.waiting += 1
+        self.pixels += pixels
         gone = threading.Event()
         watcher = asyncio.create_task(_watch(disconnected, gone)) if disconnected is not None else None
 
@@ -213,6 +226,7 @@ class DenoiseQueue:
             raise
         finally:
             self.waiting -= 1
+            self.pixels -= pixels
             gone.set()  # whatever ended this request, its tiles are no longer wanted
             if watcher is not None:
                 watcher.cancel()

@@ -48,5 +48,14 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse(status_code=422, content={"detail": json_safe(exc.errors())})
 
 
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database is away for a moment (a restart, a failover): 503 with Retry-After, not 500."""
+    return JSONResponse({"detail": "the database is unavailable; retry shortly"}, status_code=503,
+                        headers={"Retry-After": "5"})
+
+
 def install(app: FastAPI) -> None:
+    from sqlalchemy.exc import OperationalError
+
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, database_unavailable)

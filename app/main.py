@@ -22,7 +22,7 @@ from .denoiser import DenoiseQueue
 from .errors import install as install_error_handlers
 from .jobs.worker import Scheduler
 from .limits import BodyLimit
-from .messages import without_paths
+from .messages import scrub_paths, without_paths
 from .metrics import Metrics
 from .registry import ModelRegistry
 from .routes import datasets, denoise, health, models, train
@@ -85,12 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return split_threads(host_threads, bool(scheduler and scheduler.training), settings.train_threads)[0]
 
         app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile_memory,
-                                       settings.tile, settings.max_aspect_ratio, stopping, denoise_threads)
+                                       settings.tile, settings.max_aspect_ratio, stopping, denoise_threads,
+                                       settings.max_inflight_pixels)
         app.state.startup_error = None
         try:
             registry.load_startup_model()
         except Exception as e:  # noqa: BLE001 - reported by /readyz, the service stays up
-            app.state.startup_error = without_paths(f"{type(e).__name__}: {e}")
+            app.state.startup_error = without_paths(scrub_paths(f"{type(e).__name__}: {e}", settings.data_dir))
             log.error("could not load the startup model: %s", e)
 
         # Without the embedded worker, `n2n worker` processes run the jobs; this scheduler then only

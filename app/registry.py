@@ -27,7 +27,7 @@ from n2n_core.atomic import atomic_write
 from n2n_core.module import Module
 from n2n_core.serialize import load_with_metadata, read_metadata
 
-from .messages import without_paths
+from .messages import scrub_paths, without_paths
 from .store import Database, ModelRows, open_store
 
 ACTIVE_POLL_SECONDS = 1.0  # how stale a replica's view of the active model may be
@@ -152,7 +152,8 @@ class ModelRegistry:
             try:
                 model, _ = load_with_metadata(entry.path, device=self.device)
             except (ValueError, OSError) as e:
-                raise BrokenModel(f"model {mid!r} cannot be loaded: {without_paths(str(e))}") from None
+                why = without_paths(scrub_paths(str(e), self.dir.parent))
+                raise BrokenModel(f"model {mid!r} cannot be loaded: {why}") from None
             with self._lock:
                 self._loaded[mid] = model
                 self._evict(keep={mid, active})

@@ -31,12 +31,12 @@ def save(model: Module, path: str | os.PathLike[str], metadata: dict[str, Any] |
 
     A tensor held at several places (a shared module, tied weights) is written once per name.
     """
-    tensors = _separate_cpu_tensors(model.state_dict())
+    tensors = separate_cpu_tensors(model.state_dict())
     header = {ARCH_KEY: json.dumps(model.config()), META_KEY: json.dumps(metadata or {})}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
-def _separate_cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def separate_cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous CPU tensors, copied where two names would share memory (safetensors refuses that)."""
     out: dict[str, torch.Tensor] = {}
     storages: set[int] = set()

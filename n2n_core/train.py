@@ -37,7 +37,7 @@ from .metrics import psnr
 from .models import arch_of, build, size_multiple
 from .module import Module
 from .optim import SGD, Adam, Optimizer
-from .serialize import load, save
+from .serialize import load, save, separate_cpu_tensors
 from .weights import resolve
 
 
@@ -177,11 +177,12 @@ class Trainer:
         """Model, optimizer buffers and averages (+ step, config, history as metadata); rank 0 only."""
         if not self.dist.is_main:
             return
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         osd = self.optim.state_dict()
-        tensors.update({f"optim.{k}": v.detach().cpu().contiguous() for k, v in osd["buffers"].items()})
+        tensors.update({f"optim.{k}": v for k, v in osd["buffers"].items()})
         if self.ema is not None:
-            tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.items()})
+            tensors.update({f"ema.{k}": v for k, v in self.ema.items()})
+        tensors = separate_cpu_tensors(tensors)  # shared or tied weights: one copy per name
         meta = {"step": str(self.step), "elapsed": str(self.elapsed), "optim_steps": str(osd["steps"]),
                 "config": json.dumps(asdict(self.cfg)), "history": json.dumps(self.history)}
         atomic_write(self.checkpoint_path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -202,8 +203,8 @@ class Trainer:
         tensors = load_file(str(path))
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.optim.load_state_dict({"steps": int(meta["optim_steps"]), "lr": self.cfg.learning_rate,
-                                    "buffers": {k[6:]: v.to(self.device) for k, v in tensors.items()
-                                                if k.startswith("optim.")}})
+                                    "buffers": {k[6:]: v if k.endswith(".step") else v.to(self.device)
+                                                for k, v in tensors.items() if k.startswith("optim.")}})
         if self.ema is not None:
             saved_ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
             for k, v in self.ema.items():  # a checkpoint without an average starts it from the weights
@@ -217,7 +218,7 @@ class Trainer:
         """ema = d ema + (1 - d) w, with d = min(cfg.ema, (1 + t) / (10 + t)) so that early steps count."""
         if self.ema is None:
             return
-        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        decay = min(self.cfg.ema, (2 + self.step) / (11 + self.step))  # self.step: steps before this one
         for k, w in self.model.state_dict().items():
             self.ema[k].lerp_(w, 1 - decay)
 

@@ -68,7 +68,8 @@ async def denoise(
     _, width, height = check_header(data, settings.max_pixels, settings.max_aspect_ratio)
     check_output_size(format, width, height)
     try:
-        result = await queue.submit(data, format, model, disconnected=request.is_disconnected)
+        result = await queue.submit(data, format, model, disconnected=request.is_disconnected,
+                                    pixels=width * height)
     except QueueFull:
         metrics.count_rejected()
         raise HTTPException(503, "the denoising queue is full; retry shortly", headers={"Retry-After": "2"}) from None

@@ -75,6 +75,10 @@ class ModelRows:
                     setting = None
             value = json.dumps({"active": model_id, "setting": setting, "at": time.time()})
             if old is None:
-                c.execute(settings.insert().values(key=ACTIVE_KEY, value=value))
-            else:
-                c.execute(update(settings).where(settings.c.key == ACTIVE_KEY).values(value=value))
+                try:
+                    with c.begin_nested():  # another replica may insert the first row at the same moment
+                        c.execute(settings.insert().values(key=ACTIVE_KEY, value=value))
+                    return
+                except IntegrityError:
+                    pass
+            c.execute(update(settings).where(settings.c.key == ACTIVE_KEY).values(value=value))

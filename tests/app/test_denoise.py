@@ -238,3 +238,56 @@ def test_a_small_photo_is_not_held_behind_a_large_one(tmp_path, tiny_weights):
         assert small.status_code == 200
         assert large.result(timeout=300).status_code == 200
         assert tiles_when_small_done < len(large_tiles), "the small photo waited for the whole large one"
+
+
+def test_the_tile_thread_outlives_cancelled_and_failing_work():
+    from concurrent.futures import CancelledError
+
+    from app.denoiser import TileScheduler
+
+    def stream(n, fail=False):
+        for i in range(n):
+            if fail:
+                raise ValueError("broken tile")
+            yield i + 1, n
+        return "done"
+
+    scheduler = TileScheduler()
+    try:
+        first = scheduler.submit(stream(3), lambda: False)
+        assert not first.cancel()  # running from submission on: only the scheduler ends it
+        broken = scheduler.submit(stream(3, fail=True), lambda: False)
+        with pytest.raises(ValueError):
+            broken.result(timeout=300)
+        assert first.result(timeout=300) == "done"
+        assert scheduler.submit(stream(2), lambda: False).result(timeout=300) == "done"
+    finally:
+        scheduler.close()
+    with pytest.raises((CancelledError, Exception)):
+        scheduler.submit(stream(2), lambda: False).result(timeout=300)
+
+
+def test_pixels_in_flight_are_bounded(tmp_path, tiny_weights, monkeypatch):
+    """Memory follows pixels: beyond N2N_MAX_INFLIGHT_PIXELS a request gets 503, but one alone always runs."""
+    from app.denoiser import DenoiseQueue
+
+    prepare = DenoiseQueue._prepare
+    release, admitted = threading.Event(), threading.Event()
+
+    def held_prepare(self, *a):
+        admitted.set()
+        release.wait(300)
+        return prepare(self, *a)
+
+    monkeypatch.setattr(DenoiseQueue, "_prepare", held_prepare)
+    s = make_settings(tmp_path / "d", tiny_weights, max_inflight_pixels=3000)
+    with TestClient(create_app(s)) as c, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(c.post, "/denoise", content=png_bytes(rgb(60, 60)),  # 3600 px: over, but alone
+                            headers={"content-type": "image/png"})
+        assert admitted.wait(300)
+        r = c.post("/denoise", content=png_bytes(rgb(10, 10)), headers={"content-type": "image/png"})
+        assert r.status_code == 503 and r.headers["retry-after"]
+        release.set()
+        assert first.result(timeout=300).status_code == 200
+        assert c.post("/denoise", content=png_bytes(rgb(10, 10)),
+                      headers={"content-type": "image/png"}).status_code == 200

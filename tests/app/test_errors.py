@@ -67,3 +67,21 @@ def test_json_safe():
     out = json_safe([{"a": float("nan"), "b": (float("inf"), -float("inf"), 1.5)}, b"\xff", ValueError("bad")])
     assert out == [{"a": "NaN", "b": ["Infinity", "-Infinity", 1.5]}, "\ufffd", "bad"]
     _strict_json(json.dumps(out, allow_nan=False))
+
+
+def test_a_database_that_is_away_is_a_503_not_a_500(client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def away(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(client.app.state.registry, "describe", away)
+    r = client.get("/models")
+    assert r.status_code == 503 and r.headers["retry-after"] and "database" in r.json()["detail"]
+
+
+def test_a_relative_data_dir_is_made_absolute_so_messages_can_be_scrubbed(tmp_path, monkeypatch):
+    from app.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    assert Settings(data_dir="n2n_data").data_dir == tmp_path / "n2n_data"
