@@ -24,12 +24,9 @@ slice of the global batch, then the ranks add their (weighted) ``d_weight`` / ``
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
-import signal
 import socket
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,9 +39,8 @@ import torch.multiprocessing as mp
 from torch import Tensor
 
 from .module import Module
+from .runtime import cores, die_with_parent, set_threads
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-ORPHANED_EXIT_CODE = 75  # a rank that found its launcher gone
 
 
 @dataclass(frozen=True)
@@ -97,20 +93,12 @@ def context_from_env(env: dict[str, str] | None = None) -> DistContext | None:
     return DistContext(rank, world, local_rank, local_world)
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the platform has one)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def max_processes(device_type: str) -> int:
     """How many local processes a device type allows: the visible GPUs for 'cuda', the cores for 'cpu'."""
     if device_type == "cuda":
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device_type == "cpu":
-        return available_cores()
+        return cores()
     raise ValueError(f"unsupported device type {device_type!r} for data-parallel training; use cpu or cuda")
 
 
@@ -153,7 +141,7 @@ def init_process_group(ctx: DistContext, device_type: str) -> None:
     """
     if device_type == "cpu":
         check_nproc(ctx.local_world_size, "cpu")
-        torch.set_num_threads(max(1, available_cores() // ctx.local_world_size))
+        set_threads(max(1, cores() // ctx.local_world_size))
     else:
         torch.cuda.set_device(rank_device(ctx, device_type))
     if not ctx.active or dist.is_initialized():
@@ -239,18 +227,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when its parent exits (Linux), then exit at once if the
-    parent is already gone (it may have died before the request took effect)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(ORPHANED_EXIT_CODE)
 
 
 def _rank_entry(local_rank: int, fn: Callable[..., Any], nproc: int, port: int, parent_pid: int,

@@ -6,10 +6,14 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import signal
+import sys
 
 import torch
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+ORPHANED_EXIT_CODE = 75  # a child process that found its parent gone
 
 
 @functools.cache
@@ -42,7 +46,7 @@ def set_threads(threads: int | None) -> int:
 def cores() -> int:
     """The cores this process may run on (its affinity mask where the OS has one)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
         return os.cpu_count() or 1
 
@@ -52,3 +56,19 @@ def split_threads(total: int, training: bool, train_threads: int | None = None) 
     it gets ``train_threads`` (default half the cores) and denoising the rest; otherwise denoising gets all."""
     train = max(1, min(total - 1, train_threads or total // 2)) if total > 1 else 1
     return (max(1, total - train), train) if training else (total, train)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent exits (Linux), then exit at once if the
+    parent is no longer ``parent_pid`` (it may have died before the request took effect).
+
+    The signal follows the parent *thread* that started this process. Elsewhere (no prctl) callers
+    keep a parent-liveness check of their own.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(ORPHANED_EXIT_CODE)

@@ -23,7 +23,6 @@ input and the network it started from) ends as failed and is neither registered 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
@@ -42,7 +41,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from n2n_core.runtime import cores, split_threads
+from n2n_core.runtime import ORPHANED_EXIT_CODE, cores, die_with_parent, split_threads
 
 from ..config import Settings
 from ..messages import without_paths
@@ -55,28 +54,9 @@ STALE_SECONDS = 15.0  # a running job without a heartbeat for this long has lost
 PARENT_CHECK_SECONDS = 0.5  # how often a worker checks that the process that started it is still there
 RECOVER_SECONDS = 5.0  # how often the scheduler looks for jobs that lost their worker
 MAX_BACKOFF_SECONDS = 30.0  # a scheduler that cannot reach the database retries at most this far apart
-ORPHANED_EXIT_CODE = 75  # a worker that found its parent gone
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 # -- the worker's ties to its parent -------------------------------------------------------------
-def die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when its parent exits (Linux), then check that the parent
-    is still ``parent_pid``: it may have died before the request took effect.
-
-    The signal follows the parent *thread* that started this process: the scheduler stops its worker
-    before its thread ends. Elsewhere (no prctl) the heartbeat thread's parent check still applies.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(ORPHANED_EXIT_CODE)
-
-
 def _orphaned() -> None:
     os._exit(ORPHANED_EXIT_CODE)  # no cleanup: checkpoints are atomic, the next service resumes the job
 

@@ -13,13 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
 from n2n_core import distributed
+from n2n_core.runtime import cores
 from n2n_core.cli import main
 from n2n_core.data import CleanImages, Dataset
 from n2n_core.distributed import DistContext
@@ -39,7 +39,7 @@ SCENARIOS = {
 }
 RESUME = (dict(optimizer="adam", ema=0.9), torch.float64)  # stopped after STOP_AFTER steps, then resumed
 STEPS, STOP_AFTER = 5, 3
-two_cores = pytest.mark.skipif(distributed.available_cores() < 2,
+two_cores = pytest.mark.skipif(cores() < 2,
                                reason="2 processes need 2 cores (more processes than cores is refused)")
 
 
@@ -178,18 +178,18 @@ def test_cli_trains_with_nproc_per_node_and_reports_from_rank_0_only(tmp_path, c
 
 
 def test_more_processes_than_devices_is_a_clear_error(tmp_path, capsys):
-    cores = distributed.available_cores()
+    available = cores()
     with pytest.raises(ValueError, match="more than this machine's .* GPU"):
         distributed.check_nproc(torch.cuda.device_count() + 1, "cuda")
-    with pytest.raises(ValueError, match=f"more than this machine's {cores} CPU core"):
-        distributed.check_nproc(cores + 1, "cpu")
+    with pytest.raises(ValueError, match=f"more than this machine's {available} CPU core"):
+        distributed.check_nproc(available + 1, "cpu")
     with pytest.raises(ValueError, match=">= 1"):
         distributed.check_nproc(0, "cpu")
     distributed.check_nproc(1, "cpu")
-    argv = ["train", "--data", "builtin", "--arch", "tiny", "--device", "cpu", "--nproc-per-node", str(cores + 1),
+    argv = ["train", "--data", "builtin", "--arch", "tiny", "--device", "cpu", "--nproc-per-node", str(available + 1),
             "--out", str(tmp_path / "x.safetensors")]
     assert main(argv) == 1
-    assert f"nproc_per_node={cores + 1} is more than" in capsys.readouterr().err
+    assert f"nproc_per_node={available + 1} is more than" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
