@@ -2,7 +2,6 @@
 
 import io
 import threading
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +13,7 @@ from PIL import Image
 
 from app.main import create_app
 
-from .conftest import make_settings, png_bytes, rgb
+from .conftest import make_settings, png_bytes, poll_until, rgb
 
 
 def _decode(content: bytes) -> Image.Image:
@@ -229,10 +228,8 @@ def test_a_small_photo_is_not_held_behind_a_large_one(tmp_path, tiny_weights):
         queue.scheduler.submit = watching_submit
         large = pool.submit(c.post, "/denoise", content=png_bytes(rgb(1024, 1024)),
                             headers={"content-type": "image/png"})
-        deadline = time.monotonic() + 300
-        while len(large_tiles) < 2:
-            assert time.monotonic() < deadline and not large.done(), "the large photo never started its tiles"
-            time.sleep(0.01)
+        poll_until(lambda: len(large_tiles) >= 2 or large.done(), "the large photo's first tiles", every=0.01)
+        assert not large.done(), "the large photo ended before the small one was sent"
         small = c.post("/denoise", content=png_bytes(rgb(32, 32)), headers={"content-type": "image/png"})
         tiles_when_small_done = len(large_tiles)
         assert small.status_code == 200

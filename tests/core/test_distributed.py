@@ -251,9 +251,10 @@ def test_ranks_do_not_outlive_their_launcher(tmp_path):
             "distributed.launch(_sleep_forever, 2, (sys.argv[2],))")
     launcher = subprocess.Popen([sys.executable, "-c", code, str(root), str(tmp_path)], cwd=root)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 300  # a hang guard
         while len(list(tmp_path.glob("pid*"))) < 2:
-            assert launcher.poll() is None and time.monotonic() < deadline, "the ranks did not start"
+            if launcher.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("hang guard: the ranks did not start")
             time.sleep(0.2)
         pids = [int(p.read_text()) for p in tmp_path.glob("pid*")]
         assert all(_alive(p) for p in pids)
