@@ -205,12 +205,16 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib
     import os
 
     import uvicorn
 
     if args.weights:
         os.environ["N2N_WEIGHTS"] = args.weights
+    error = importlib.import_module("app.jobs.cli").store_error()  # by name: see cmd_worker
+    if error:
+        raise ValueError(error)
     uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

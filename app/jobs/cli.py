@@ -24,6 +24,17 @@ from .worker import Scheduler
 log = logging.getLogger("n2n")
 
 
+def store_error() -> str | None:
+    """One line saying why the configured store cannot be opened (no password), or None when it can.
+    ``n2n serve`` asks this before starting the server, so a wrong N2N_DATABASE_URL ends it in one line."""
+    settings = Settings()
+    try:
+        open_store(settings.database, settings.data_dir).dispose()
+    except StoreConfigError as e:
+        return str(e)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM or SIGINT; 0 on a clean stop, 1 when the store cannot be opened."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s n2n-worker %(levelname)s %(message)s")

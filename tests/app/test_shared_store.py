@@ -247,11 +247,12 @@ def test_an_existing_sqlite_data_dir_keeps_its_jobs_models_datasets_and_active_m
                                  "not a url"])
 def test_a_wrong_database_url_fails_at_start_with_one_line_without_the_password(url, tmp_path, tiny_weights):
     env = {**os.environ, "N2N_DATABASE_URL": url, "N2N_DATA_DIR": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "n2n_core.cli", "worker"], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 1
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "N2N_DATABASE_URL" in lines[0] and "s3cret-pw" not in r.stderr, r.stderr
+    for command in (["worker"], ["serve", "--port", "0"]):
+        r = subprocess.run([sys.executable, "-m", "n2n_core.cli", *command], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 1, (command, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "N2N_DATABASE_URL" in lines[0] and "s3cret-pw" not in r.stderr, (command, r.stderr)
     with pytest.raises(StoreConfigError) as e:
         with TestClient(create_app(make_settings(tmp_path / "api", tiny_weights, database_url=url))):
             pass
