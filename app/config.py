@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(2.0, gt=0, description="how often training workers renew their lease")
     cancel_grace_seconds: float = Field(5.0, gt=0, description="time a cancelled worker gets before it is killed")
 
+
+    @model_validator(mode="after")
+    def heartbeat_within_lease(self) -> Settings:
+        if self.job_heartbeat_seconds >= self.job_lease_seconds:
+            raise ValueError(f"N2N_JOB_HEARTBEAT_SECONDS ({self.job_heartbeat_seconds}) must be below "
+                             f"N2N_JOB_LEASE_SECONDS ({self.job_lease_seconds})")
+        return self
 
     @field_validator("data_dir")
     @classmethod

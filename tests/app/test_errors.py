@@ -85,3 +85,12 @@ def test_a_relative_data_dir_is_made_absolute_so_messages_can_be_scrubbed(tmp_pa
 
     monkeypatch.chdir(tmp_path)
     assert Settings(data_dir="n2n_data").data_dir == tmp_path / "n2n_data"
+
+
+def test_a_heartbeat_as_long_as_the_lease_is_refused_at_configuration():
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="N2N_JOB_HEARTBEAT_SECONDS"):
+        Settings(job_heartbeat_seconds=15, job_lease_seconds=15)
