@@ -1,6 +1,10 @@
 """Export the model inside a training checkpoint as a standalone weights file (+ card).
 
     python benchmarks/export_checkpoint.py runs/default/unet-s.ckpt.safetensors weights/default.safetensors
+    python benchmarks/export_checkpoint.py --ema runs/unet-m/model.ckpt.safetensors runs/unet-m/ema.safetensors
+
+``--ema`` exports the checkpoint's moving average of the weights (what a finished run writes)
+instead of its raw weights.
 """
 
 from __future__ import annotations
@@ -19,15 +23,20 @@ from n2n_core.atomic import atomic_write_text  # noqa: E402
 from n2n_core.models import build  # noqa: E402
 
 
-def main(ckpt: str, out: str) -> None:
+def main(ckpt: str, out: str, ema: bool = False) -> None:
     with safe_open(ckpt, framework="pt") as f:
         meta = f.metadata()
     cfg = json.loads(meta["config"])
     model = build(cfg["arch"])
-    model.load_state_dict({k[6:]: v for k, v in load_file(ckpt).items() if k.startswith("model.")})
+    prefix = "ema." if ema else "model."
+    tensors = {k[len(prefix):]: v for k, v in load_file(ckpt).items() if k.startswith(prefix)}
+    if not tensors:
+        raise SystemExit(f"{ckpt} holds no {prefix[:-1]} tensors")
+    model.load_state_dict(tensors)
     history = json.loads(meta["history"])
     info = {"config": cfg, "steps": int(meta["step"]), "seconds": float(meta["elapsed"]),
-            "parameters": model.num_parameters(), "exported_from": Path(ckpt).name}
+            "parameters": model.num_parameters(), "exported_from": Path(ckpt).name,
+            "weights": "moving average" if ema else "raw"}
     save(model, out, metadata=info)
     card_path = Path(out).with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
@@ -46,4 +55,8 @@ def main(ckpt: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    paths = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(paths) != 2 or set(flags) - {"--ema"}:
+        raise SystemExit("usage: export_checkpoint.py [--ema] CHECKPOINT OUT")
+    main(paths[0], paths[1], ema="--ema" in flags)

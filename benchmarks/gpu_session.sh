@@ -1,48 +1,61 @@
 #!/usr/bin/env bash
-# One GPU session in a single command: the CUDA tests, the framework's CUDA speed, the service on
-# CUDA (denoise + a short training job), then GPU training of a larger U-Net, evaluated on CBSD68.
+# One GPU session in a single command: four trainings that share the GPU for a fixed wall-clock
+# budget (the next default, best, blind and fast), then the CUDA tests, the framework's CUDA speed
+# against cuDNN and tiled inference on the GPU (512x512 and 24 MP).
 #
-#   bash benchmarks/gpu_session.sh prepare     # here, with the package index reachable:
-#                                              #   .whl/ (the service's wheels for Python 3.12) and
-#                                              #   .gpudata/ (CBSD432 and CBSD68 from ../shared/data)
-#   bash benchmarks/gpu_session.sh run         # there (carry .whl and .gpudata); results go to $OUT
+#   bash benchmarks/gpu_session.sh prepare     # here: .gpudata/ (CBSD432 from ../shared/data) and the
+#                                              #   starting weights under runs/gpu/ (see runs/gpu/README.md)
+#   bash benchmarks/gpu_session.sh run         # there (carry .gpudata); results go to $OUT
 #
-# The GPU machine has torch and most of the stack but no FastAPI: the wheels travel with the tree.
-# TRAIN_SECONDS (default 240) bounds the training; a run cut short is exported from its checkpoint.
+# Each training is benchmarks/gpu_train.py: it times a few steps of its own configuration while the
+# others run, then plans a whole cosine schedule that fits TRAIN_SECONDS (default 400). The results
+# come back as $OUT/train.tar.gz (weights, histories, summaries, logs); evaluate them here, on the CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 prepare() {
-    rm -rf .whl && mkdir -p .whl .gpudata
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-        fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0 pydantic==2.14.4 pydantic_core==2.50.5 \
-        pydantic-settings==2.16.3 python-dotenv==1.2.4 python-multipart==0.0.34 typing-inspection==0.4.5 \
-        annotated-types==0.8.0 typing_extensions==4.16.0 opentelemetry-api==1.45.2
-    # anyio, idna, click, h11, httpx, httpcore, certifi, annotated-doc, zipp and hypothesis are there already
-    cp -r ../shared/data/CBSD432 ../shared/data/CBSD68 .gpudata/
-    du -sh .whl .gpudata
+    mkdir -p .gpudata
+    grep -qx '/.gpudata/' .git/info/exclude 2>/dev/null || echo /.gpudata/ >> .git/info/exclude
+    rm -rf .gpudata/CBSD432 && cp -r ../shared/data/CBSD432 .gpudata/
+    ls runs/gpu/unet-m-init.safetensors runs/gpu/unet-l-init.safetensors runs/gpu/blind-m-init.safetensors || exit 1
+    du -sh .gpudata runs/gpu
+}
+
+train() {  # NAME ARCH INIT LR [more gpu_train.py options]
+    local name=$1 arch=$2 init=$3 lr=$4
+    shift 4
+    timeout $((TRAIN_SECONDS + 60)) python3 benchmarks/gpu_train.py --name "$name" --arch "$arch" --init "$init" \
+        --lr "$lr" --data .gpudata/CBSD432 --device "$DEVICE" --tf32 --threads 3 --seconds "$TRAIN_SECONDS" \
+        --batch-size "$BATCH" --patch-size "$PATCH" --warmup 200 --ema 0.999 --val-every 250 --checkpoint-every 500 \
+        --out-dir "$RUNS" "$@" > "$RUNS/$name.log" 2>&1
 }
 
 run() {
     : "${OUT:?run this on the device machine, where OUT is set}"
-    export PYTHONUNBUFFERED=1
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-    nvidia-smi -L | tee "$OUT/gpu.txt"
-    python3 -m pytest -q -p no:cacheprovider tests/core/test_cuda.py 2>&1 | tail -5 | tee "$OUT/cuda_tests.txt"
-    python3 benchmarks/core_speed.py --device cuda --repeats 30 2>&1 | tail -15 | tee "$OUT/core_speed_cuda.txt"
-    python3 benchmarks/service_check.py --device cuda --steps 300 2>&1 | grep -v "^  job" | tee "$OUT/service.txt"
-    cp benchmarks/results/service_cuda.json "$OUT/" 2>/dev/null
-    local w="$OUT/unet_gpu.safetensors"
-    timeout "${TRAIN_SECONDS:-240}" python3 -m n2n_core.cli train --data .gpudata/CBSD432 --arch unet --steps 20000 \
-        --batch-size 32 --patch-size 64 --lr 1e-3 --device cuda --val-every 1000 --checkpoint-every 1000 \
-        --out "$w" 2>&1 | tail -30 | tee "$OUT/train.txt"
-    [ -f "$w" ] || python3 benchmarks/export_checkpoint.py "${w%.safetensors}.ckpt.safetensors" "$w" 2>&1 | tail -3
-    rm -f "${w%.safetensors}.ckpt.safetensors"
-    python3 benchmarks/evaluate.py --weights "$w" --data .gpudata/CBSD68 --no-card 2>&1 | tail -3 | tee "$OUT/eval.txt"
-    cp benchmarks/results/eval_unet_gpu_*.json "$OUT/" 2>/dev/null
+    # DEVICE=cpu BATCH=4 PATCH=32 TRAIN_SECONDS=60 OUT=/tmp/out rehearses the whole script on a CPU
+    export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TRAIN_SECONDS=${TRAIN_SECONDS:-400} RUNS=/tmp/gpu-runs
+    export DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-32} PATCH=${PATCH:-128}
+    mkdir -p "$RUNS"
+    { nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } \
+        2>&1 | tee "$OUT/gpu.txt"
+    train default unet-m runs/gpu/unet-m-init.safetensors 3e-4 &
+    train best unet-l runs/gpu/unet-l-init.safetensors 4e-4 &
+    train blind unet-m runs/gpu/blind-m-init.safetensors 4e-4 --noise gaussian:0-50+poisson-gaussian:0.04,25 \
+        --jpeg 70-95 &
+    train fast fast weights/fast.safetensors 5e-4 &
+    wait
+    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >> "$OUT/gpu.txt" 2>&1
+    for name in default best blind fast; do
+        tail -4 "$RUNS/$name.log"
+        if [ ! -f "$RUNS/$name.safetensors" ] && [ -f "$RUNS/$name.ckpt.safetensors" ]; then
+            python3 benchmarks/export_checkpoint.py --ema "$RUNS/$name.ckpt.safetensors" "$RUNS/$name.safetensors"
+        fi
+    done
+    tar czf "$OUT/train.tar.gz" -C "$RUNS" --exclude='*.ckpt.safetensors' .
+    timeout 90 python3 -m pytest -q -p no:cacheprovider tests/core/test_cuda.py 2>&1 | tail -5 | tee "$OUT/cuda_tests.txt"
+    timeout 60 python3 benchmarks/core_speed.py --device cuda --repeats 20 2>&1 | tail -4 | tee "$OUT/core_speed_cuda.txt"
+    timeout 60 python3 benchmarks/gpu_infer.py --device "$DEVICE" --repeats 5 2>&1 | tail -12 | tee "$OUT/infer.txt"
+    cp benchmarks/results/core_speed_cuda.json "$OUT/" 2>/dev/null
     ls -la "$OUT"
 }
 

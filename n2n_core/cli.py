@@ -52,7 +52,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, batch_size=args.batch_size,
                       patch_size=args.patch_size, learning_rate=args.lr, optimizer=args.optimizer,
                       schedule=args.schedule, warmup=args.warmup, ema=args.ema, seed=args.seed,
-                      device=args.device, noise=args.noise, data=args.data,
+                      device=args.device, noise=args.noise, data=args.data, jpeg=args.jpeg or None,
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every)
     cfg.validate()
     return cfg
@@ -88,12 +88,12 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
     """Train as rank ``ctx.rank``; rank 0 shows progress, writes the card and returns the summary."""
     from .card import write_card
     from .data import open_dataset
-    from .noise import parse_noise
+    from .noise import parse_jpeg_inputs, parse_noise
     from .train import Trainer
 
     cfg = _train_config(args)
     noise = parse_noise(args.noise)
-    data = open_dataset(args.data, noise, val_spec=args.val, seed=args.seed)
+    data = open_dataset(args.data, noise, val_spec=args.val, seed=args.seed, jpeg=parse_jpeg_inputs(cfg.jpeg))
 
     def progress(info: dict[str, Any]) -> None:
         bar.n = info["step"]
@@ -239,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "course .pkl/.pt (default: builtin)")
     t.add_argument("--val", default=None, help="validation data: folder of clean images, builtin, or a course "
                    ".pkl/.pt of (noisy, clean)")
-    t.add_argument("--noise", default="gaussian:25", help="gaussian:25 | gaussian:0-50 | poisson:30 | impulse:0.2")
+    t.add_argument("--noise", default="gaussian:25", help="gaussian:25 | gaussian:0-50 | poisson:30 | impulse:0.2 | "
+                   "poisson-gaussian:0.04,25 (camera noise, per-channel levels) | several joined by + (a mixture)")
+    t.add_argument("--jpeg", default=None, metavar="LO-HI",
+                   help="save half the training inputs as JPEG of a quality in LO..HI, e.g. 70-95 (targets stay "
+                   "uncompressed)")
     t.add_argument("--arch", default=None, help="architecture: seed, tiny, fast, unet-s, unet, n2n-unet "
                    "(default: that of --init, else unet-s)")
     t.add_argument("--init", default=None, metavar="WEIGHTS",

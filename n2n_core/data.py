@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .noise import Gaussian, NoiseModel, quantize8
+from .noise import Gaussian, JpegInputs, NoiseModel, jpeg_compress, quantize8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 BUILTIN_TRAIN = ["astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left",
@@ -191,14 +191,16 @@ class CleanImages(PairSource):
     """Clean photographs + a noise model: input and target are independent noisy draws of one patch.
 
     With ``quantize_input`` the input is stored as an 8-bit file would be (rounded, clipped), as
-    users send it; the target stays unclipped so that its noise keeps zero mean.
+    users send it; with ``jpeg`` some inputs are saved as JPEG too. The target stays unclipped and
+    uncompressed so that its noise keeps zero mean: the network learns E[clean | input].
     """
 
-    def __init__(self, images: list[np.ndarray], noise: NoiseModel, quantize_input: bool = True, name: str = "") -> None:
+    def __init__(self, images: list[np.ndarray], noise: NoiseModel, quantize_input: bool = True, name: str = "",
+                 jpeg: JpegInputs | None = None) -> None:
         if not images:
             raise ValueError("no training images")
         self.images = [_as_image(a) for a in images]
-        self.noise, self.quantize_input, self.name = noise, quantize_input, name or "images"
+        self.noise, self.quantize_input, self.name, self.jpeg = noise, quantize_input, name or "images", jpeg
 
     def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -214,10 +216,13 @@ class CleanImages(PairSource):
         inp, tgt = self.noise(clean, gen), self.noise(clean, gen)
         if self.quantize_input:
             inp = quantize8(inp)
+        if self.jpeg is not None:
+            inp = self.jpeg(inp, gen)
         return inp, tgt
 
     def describe(self) -> str:
-        return f"{self.name} ({len(self.images)} clean images, noise {self.noise.spec()})"
+        jpeg = f", half the inputs JPEG q{self.jpeg.spec()}" if self.jpeg is not None else ""
+        return f"{self.name} ({len(self.images)} clean images, noise {self.noise.spec()}{jpeg})"
 
 
 class NoisyPairs(PairSource):
@@ -260,13 +265,16 @@ class Dataset:
     val: list[tuple[Tensor, Tensor]]  # (noisy, clean), each (3, H, W) float in [0, 1]
 
 
-def synthetic_val(images: list[np.ndarray], noise: NoiseModel, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
-    """Held-out clean images with fixed-seed noise, stored as 8-bit (the shipped-weights protocol)."""
+def synthetic_val(images: list[np.ndarray], noise: NoiseModel, seed: int = 0,
+                  jpeg_quality: int | None = None) -> list[tuple[Tensor, Tensor]]:
+    """Held-out clean images with fixed-seed noise, stored as 8-bit (the shipped-weights protocol),
+    or saved as JPEG of ``jpeg_quality`` (noisy photos as phones send them)."""
     out = []
     for i, img in enumerate(images):
         clean = to_tensor(img)
         gen = torch.Generator().manual_seed(seed + i)
-        out.append((quantize8(noise(clean[None], gen))[0], clean))
+        noisy = quantize8(noise(clean[None], gen))[0]
+        out.append((jpeg_compress(noisy, jpeg_quality) if jpeg_quality else noisy, clean))
     return out
 
 
@@ -294,11 +302,13 @@ def _as_float(t: Tensor) -> Tensor:
 
 
 def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | None = None, seed: int = 0,
-                 val_count: int = 4) -> Dataset:
-    """``builtin`` | a folder of clean images | a folder with A/ and B/ | a course .pkl/.pt file."""
+                 val_count: int = 4, jpeg: JpegInputs | None = None) -> Dataset:
+    """``builtin`` | a folder of clean images | a folder with A/ and B/ | a course .pkl/.pt file.
+
+    ``jpeg`` (clean-image sources only) saves a share of the training inputs as JPEG."""
     noise = noise or Gaussian(25.0)
     if spec == "builtin":
-        ds = Dataset(CleanImages(builtin_images(BUILTIN_TRAIN), noise, name="builtin"),
+        ds = Dataset(CleanImages(builtin_images(BUILTIN_TRAIN), noise, name="builtin", jpeg=jpeg),
                      synthetic_val(builtin_images(BUILTIN_VAL), noise, seed))
     else:
         path = Path(spec)
@@ -321,16 +331,19 @@ def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | Non
                 raise ValueError(f"{path} holds no images (png, jpg, tif, webp, bmp)")
             hold = min(val_count, len(files) // 5) if val_spec is None else 0
             val = [_centre_crop(load_rgb8(f), VAL_MAX_SIDE) for f in files[:hold]]
-            ds = Dataset(CleanImages(load_images(files[hold:]), noise, name=path.name), synthetic_val(val, noise, seed))
+            ds = Dataset(CleanImages(load_images(files[hold:]), noise, name=path.name, jpeg=jpeg),
+                         synthetic_val(val, noise, seed))
     if val_spec is not None:
         ds.val = open_validation(val_spec, noise, seed)
     return ds
 
 
-def open_validation(spec: str, noise: NoiseModel, seed: int = 0, limit: int | None = None) -> list[tuple[Tensor, Tensor]]:
-    """(noisy, clean) pairs: a course .pkl/.pt (noisy, clean), or clean images (folder / builtin) + noise."""
+def open_validation(spec: str, noise: NoiseModel, seed: int = 0, limit: int | None = None,
+                    jpeg_quality: int | None = None) -> list[tuple[Tensor, Tensor]]:
+    """(noisy, clean) pairs: a course .pkl/.pt (noisy, clean), or clean images (folder / builtin) + noise
+    (saved as JPEG of ``jpeg_quality`` when given)."""
     if spec == "builtin":
-        return synthetic_val(builtin_images(BUILTIN_VAL), noise, seed)
+        return synthetic_val(builtin_images(BUILTIN_VAL), noise, seed, jpeg_quality)
     path = Path(spec)
     if path.is_file():
         noisy, clean = load_tensor_pairs(path)
@@ -339,7 +352,7 @@ def open_validation(spec: str, noise: NoiseModel, seed: int = 0, limit: int | No
     if not path.is_dir():
         raise ValueError(f"no validation data at {spec!r}")
     files = list_images(path)[:limit] if limit else list_images(path)
-    return synthetic_val([load_rgb8(f) for f in files], noise, seed)
+    return synthetic_val([load_rgb8(f) for f in files], noise, seed, jpeg_quality)
 
 
 class BatchLoader:

@@ -120,6 +120,7 @@ ARCHITECTURES: dict[str, Callable[[], Module]] = {
     "fast": lambda: unet((16, 24, 32)),
     "unet-s": lambda: unet((32, 32, 32, 32)),
     "unet-m": lambda: unet((32, 48, 64, 96)),
+    "unet-l": lambda: unet((48, 64, 96, 128)),
     "unet": lambda: unet((48, 64, 96, 96, 128)),
     "n2n-unet": n2n_unet,
 }

@@ -36,6 +36,7 @@ from .loss import MSE
 from .metrics import psnr
 from .models import arch_of, build, size_multiple
 from .module import Module
+from .noise import parse_jpeg_inputs
 from .optim import SGD, Adam, Optimizer
 from .serialize import load, save, separate_cpu_tensors
 from .weights import resolve
@@ -59,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     noise: str = "gaussian:25"
+    jpeg: str | None = None  # e.g. "70-95": half the inputs saved as JPEG of such a quality (see noise.JpegInputs)
     data: str = "builtin"
     init: str | None = None  # start from these weights (a path or a shipped name) instead of a fresh init
 
@@ -73,6 +75,7 @@ class TrainConfig:
             raise ValueError("val_every and checkpoint_every must be >= 1")
         if not 0 <= self.ema < 1 or self.warmup < 0:
             raise ValueError(f"ema must be in [0, 1) and warmup >= 0, got {self.ema} and {self.warmup}")
+        parse_jpeg_inputs(self.jpeg)
         mult = size_multiple(build(self.arch))
         if self.patch_size % mult:
             raise ValueError(f"patch_size {self.patch_size} must be a multiple of {mult} for arch {self.arch!r}")
@@ -196,7 +199,7 @@ class Trainer:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
         saved = json.loads(meta["config"])
-        for key in ("arch", "batch_size", "patch_size", "seed", "noise", "data"):
+        for key in ("arch", "batch_size", "patch_size", "seed", "noise", "jpeg", "data"):
             if saved.get(key) != getattr(self.cfg, key):
                 raise ValueError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, not "
                                  f"{getattr(self.cfg, key)!r}; delete it or use the same settings")

@@ -8,15 +8,31 @@ import torch
 from PIL import Image
 
 from n2n_core.data import BatchLoader, CleanImages, NoisyPairs, open_dataset, open_validation
-from n2n_core.noise import Bernoulli, Gaussian, Impulse, Poisson, noise_from_dict, noise_to_dict, parse_noise, quantize8
+from n2n_core.noise import (
+    Bernoulli,
+    Gaussian,
+    Impulse,
+    JpegInputs,
+    Mixture,
+    Poisson,
+    PoissonGaussian,
+    jpeg_compress,
+    noise_from_dict,
+    noise_to_dict,
+    parse_jpeg_inputs,
+    parse_noise,
+    quantize8,
+)
 
 
 def test_parse_noise_specs_roundtrip():
-    for spec in ["gaussian:25", "gaussian:0-50", "poisson:30", "impulse:0.2", "bernoulli:0.5"]:
+    for spec in ["gaussian:25", "gaussian:0-50", "poisson:30", "impulse:0.2", "bernoulli:0.5",
+                 "poisson-gaussian:0.04,25", "gaussian:0-50+poisson-gaussian:0.02,10"]:
         n = parse_noise(spec)
         assert n.spec() == spec
         assert noise_from_dict(noise_to_dict(n)) == n
-    for bad in ["gaussian:-1", "poisson:0", "impulse:2", "salt", "gaussian:abc", "gaussian:50-10"]:
+    for bad in ["gaussian:-1", "poisson:0", "impulse:2", "salt", "gaussian:abc", "gaussian:50-10",
+                "poisson-gaussian:-1,2", "poisson-gaussian:a", "gaussian:25+", "gaussian:25+salt"]:
         with pytest.raises(ValueError):
             parse_noise(bad)
 
@@ -160,3 +176,66 @@ def test_an_unreadable_image_is_named_without_its_folder(tmp_path):
     with pytest.raises(ValueError, match="fake.png") as e:
         open_dataset(str(folder))
     assert str(folder) not in str(e.value)
+
+
+def test_poisson_gaussian_variance_follows_the_signal_with_levels_per_channel():
+    """var = a_c x + b_c^2: doubles with a pure-gain model from x = 0.25 to x = 0.5; channels differ."""
+    g = torch.Generator().manual_seed(0)
+    shot = PoissonGaussian(gain_max=0.04, read_max=0.0)
+    dark, bright = torch.full((64, 3, 32, 32), 0.25), torch.full((64, 3, 32, 32), 0.5)
+    var_dark = (shot(dark, torch.Generator().manual_seed(1)) - dark).var(dim=(2, 3))
+    var_bright = (shot(bright, torch.Generator().manual_seed(1)) - bright).var(dim=(2, 3))
+    ratio = (var_bright / var_dark).median().item()
+    assert 1.8 < ratio < 2.2
+    assert abs(var_bright.mean().item() - 0.5 * 0.02) < 0.0015  # E[a] = gain_max / 2
+    per_channel = (shot(bright, g) - bright).std(dim=(2, 3))  # (images, channels)
+    assert (per_channel.max(1).values / per_channel.min(1).values).median() > 1.3
+    read = PoissonGaussian(gain_max=0.0, read_max=25.0)
+    stds = (read(dark, g) - dark).std(dim=(2, 3))
+    assert stds.max() <= 25 / 255 * 1.1 and stds.min() < 5 / 255
+
+
+def test_mixture_draws_one_component_per_image():
+    mix = parse_noise("gaussian:10+impulse:1")
+    assert isinstance(mix, Mixture)
+    x = torch.full((40, 3, 16, 16), 0.5)
+    out = mix(x, torch.Generator().manual_seed(0))
+    impulsive = ((out - x).abs() > 0.2).flatten(1).float().mean(1) > 0.5  # impulse:1 replaces every pixel
+    assert 5 < int(impulsive.sum()) < 35
+    assert ((out[~impulsive] - 0.5).flatten(1).std(1) - 10 / 255).abs().max() < 0.01
+
+
+def test_jpeg_compress_matches_a_real_jpeg_file(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.jpg", quality=80)
+    expected = torch.from_numpy(np.asarray(Image.open(tmp_path / "x.jpg").convert("RGB")).copy()).permute(2, 0, 1)
+    got = jpeg_compress(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, 80)
+    assert torch.equal((got * 255).round().to(torch.uint8), expected)
+    batch = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    assert jpeg_compress(batch, 90).dtype == torch.float64 and jpeg_compress(batch, 90).shape == batch.shape
+    with pytest.raises(ValueError, match="quality"):
+        jpeg_compress(batch, 0)
+
+
+def test_jpeg_inputs_compress_a_share_of_the_inputs_and_never_the_targets():
+    images = [np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8) for i in range(3)]
+    plain = CleanImages(images, Gaussian(25))
+    jpeg = CleanImages(images, Gaussian(25), jpeg=JpegInputs((70, 95)))
+    inp_plain, tgt_plain = plain.batch(3, 0, 32, 32)
+    inp_jpeg, tgt_jpeg = jpeg.batch(3, 0, 32, 32)
+    assert torch.equal(tgt_plain, tgt_jpeg)  # same crops and noise: only some inputs changed
+    changed = (inp_plain != inp_jpeg).flatten(1).any(1)
+    assert 6 < int(changed.sum()) < 26
+    assert torch.equal(inp_plain[~changed], inp_jpeg[~changed])
+    assert parse_jpeg_inputs("70-95") == JpegInputs((70, 95)) and parse_jpeg_inputs(None) is None
+    for bad in ["0-50", "95-70", "x"]:
+        with pytest.raises(ValueError):
+            parse_jpeg_inputs(bad)
+
+
+def test_validation_can_be_saved_as_jpeg():
+    png = open_validation("builtin", Gaussian(25), limit=1)
+    jpg = open_validation("builtin", Gaussian(25), limit=1, jpeg_quality=90)
+    assert torch.equal(png[0][1], jpg[0][1])
+    assert torch.equal(jpg[0][0], jpeg_compress(png[0][0], 90))
