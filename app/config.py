@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_inflight_pixels: int | None = Field(None, ge=1, description="pixels of all /denoise requests in flight "
                                             "(it bounds their memory); default twice N2N_MAX_PIXELS")
     queue_limit: int = Field(64, ge=1, description="denoise requests waiting before new ones get 503")
+    result_ttl_seconds: float = Field(3600.0, gt=0, description="a finished denoise job (POST /denoise/jobs) and "
+                                      "its result file are kept this long, then deleted")
     threads: int | None = Field(None, ge=1, description="cores this host gives n2n (default: all it may use); "
                                 "denoising uses them all, or what a training job beside it leaves")
     train_threads: int | None = Field(None, ge=1, description="threads of a training job on the API's host "

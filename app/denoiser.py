@@ -28,7 +28,7 @@ from n2n_core.infer import Cancelled, picture_steps
 from n2n_core.runtime import set_threads
 
 from . import imaging
-from .registry import ModelRegistry
+from .registry import BrokenModel, ModelRegistry, NoActiveModel, UnknownModel
 
 DISCONNECT_POLL_SECONDS = 0.25
 log = logging.getLogger("n2n")
@@ -46,6 +46,26 @@ class Abandoned(Exception):
     """The client went away before its work finished."""
 
 
+def refusal(exc: BaseException, model_id: str | None) -> HTTPException | None:
+    """The HTTP answer to a denoise failure (that of ``POST /denoise``, and the error of a denoise job);
+    None for an unexpected error."""
+    if isinstance(exc, HTTPException):
+        return exc
+    if isinstance(exc, QueueFull):
+        return HTTPException(503, "the denoising queue is full; retry shortly", headers={"Retry-After": "2"})
+    if isinstance(exc, Stopping):
+        return HTTPException(503, "the service is shutting down; retry on another instance or shortly",
+                             headers={"Retry-After": "5", "Connection": "close"})
+    if isinstance(exc, Abandoned):  # the client is gone; this answer reaches nobody
+        return HTTPException(499, "client closed the request")
+    if isinstance(exc, UnknownModel):
+        return HTTPException(404, f"unknown model {model_id!r}; see GET /models")
+    if isinstance(exc, (NoActiveModel, BrokenModel)):
+        return HTTPException(503, f"{exc}; activate a working model (POST /models/ID/activate)",
+                             headers={"Retry-After": "10"})
+    return None
+
+
 @dataclass
 class DenoiseResult:
     content: bytes
@@ -53,6 +73,13 @@ class DenoiseResult:
     model_id: str
     width: int
     height: int
+
+
+@dataclass
+class Slot:
+    """A place in a ``DenoiseQueue``, held from admission until its work ends."""
+    pixels: int
+    released: bool = False
 
 
 @dataclass
@@ -181,12 +208,10 @@ class DenoiseQueue:
             mid, model = self.registry.get(model_id)
         return mid, _inference(picture_steps(model, pic, self.tile, tile_memory=self.tile_memory))
 
-    async def submit(self, data: bytes, fmt: str, model_id: str | None,
-                     disconnected: Callable[[], Awaitable[bool]] | None = None,
-                     progress: Callable[[int, int], None] | None = None, pixels: int = 0) -> DenoiseResult:
-        """The result; QueueFull when ``limit`` requests, or ``max_inflight_pixels`` pixels (the header's
-        width x height; one request alone is always admitted), are in flight; Stopping during shutdown;
-        Abandoned when ``disconnected()`` turned true before the result."""
+    def admit(self, pixels: int = 0) -> Slot:
+        """A place in the line for work of ``pixels`` pixels (the header's width x height); QueueFull when
+        ``limit`` requests, or ``max_inflight_pixels`` pixels (one request alone is always admitted), are
+        in flight; Stopping during shutdown. Hand it to ``run``, which gives it back when the work ends."""
         if self.stopping.is_set():
             raise Stopping
         if self.waiting >= self.limit or (self.waiting and self.pixels + pixels > self.max_inflight_pixels):
@@ -195,6 +220,27 @@ class DenoiseQueue:
             self._progressed()
         self.waiting += 1
         self.pixels += pixels
+        return Slot(pixels)
+
+    def release(self, slot: Slot) -> None:
+        """Give ``slot`` back (once; later calls do nothing)."""
+        if not slot.released:
+            slot.released = True
+            self.waiting -= 1
+            self.pixels -= slot.pixels
+
+    async def submit(self, data: bytes, fmt: str, model_id: str | None,
+                     disconnected: Callable[[], Awaitable[bool]] | None = None,
+                     progress: Callable[[int, int], None] | None = None, pixels: int = 0) -> DenoiseResult:
+        """``run`` in a slot admitted now (see ``admit`` for QueueFull and Stopping)."""
+        return await self.run(self.admit(pixels), data, fmt, model_id, disconnected, progress)
+
+    async def run(self, slot: Slot, data: bytes, fmt: str, model_id: str | None,
+                  disconnected: Callable[[], Awaitable[bool]] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DenoiseResult:
+        """The result of decode -> tiles -> encode, in an admitted ``slot`` (released whatever happens);
+        Stopping when the service stops first; Abandoned when ``disconnected()`` turned true before the
+        result. ``progress(done, total)`` is called from the tile thread after each tile."""
         gone = threading.Event()
         watcher = asyncio.create_task(_watch(disconnected, gone)) if disconnected is not None else None
 
@@ -225,8 +271,7 @@ class DenoiseQueue:
         except HTTPException:
             raise
         finally:
-            self.waiting -= 1
-            self.pixels -= pixels
+            self.release(slot)
             gone.set()  # whatever ended this request, its tiles are no longer wanted
             if watcher is not None:
                 watcher.cancel()

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .config import Settings
+from .denoise_jobs import DenoiseJobs
 from .denoiser import DenoiseQueue
 from .jobs.store import JobStore
 from .jobs.worker import Scheduler
@@ -39,6 +40,10 @@ def get_queue(request: Request) -> DenoiseQueue:
     return request.app.state.queue
 
 
+def get_denoise_jobs(request: Request) -> DenoiseJobs:
+    return request.app.state.denoise_jobs
+
+
 def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
@@ -67,5 +72,6 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 DatasetsDep = Annotated[DatasetRows, Depends(get_datasets)]
 QueueDep = Annotated[DenoiseQueue, Depends(get_queue)]
+DenoiseJobsDep = Annotated[DenoiseJobs, Depends(get_denoise_jobs)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 Authorized = Depends(require_token)

@@ -18,6 +18,7 @@ from n2n_core.runtime import cores, split_threads, tune_allocator
 from n2n_core.train import resolve_device
 
 from .config import Settings
+from .denoise_jobs import DenoiseJobs
 from .denoiser import DenoiseQueue
 from .errors import install as install_error_handlers
 from .jobs.worker import Scheduler
@@ -25,7 +26,7 @@ from .limits import BodyLimit
 from .messages import scrub_paths, without_paths
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .routes import datasets, denoise, health, models, train
+from .routes import datasets, denoise, denoise_jobs, health, models, train
 from .shutdown import stop_on_signals
 from .store import DatasetRows, JobStore, StoreConfigError, open_store
 
@@ -87,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile_memory,
                                        settings.tile, settings.max_aspect_ratio, stopping, denoise_threads,
                                        settings.max_inflight_pixels)
+        app.state.denoise_jobs = jobs = DenoiseJobs(app.state.queue, settings.data_dir, settings.result_ttl_seconds,
+                                                    app.state.metrics)
+        jobs.start()
         app.state.startup_error = None
         try:
             registry.load_startup_model()
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             app.state.queue.close()  # first: denoise work stops at its next tile
+            await jobs.close()  # denoise jobs end as failed; their results are deleted
             scheduler.stop(timeout=min(10.0, settings.shutdown_seconds / 2))
             db.dispose()
 
@@ -123,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else (settings.max_upload_bytes, "N2N_MAX_UPLOAD_BYTES")))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
-    for r in (denoise.router, train.router, models.router, health.router):
+    for r in (denoise.router, denoise_jobs.router, train.router, models.router, health.router):
         app.include_router(r)
     app.include_router(datasets.router)
 

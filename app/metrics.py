@@ -18,6 +18,7 @@ class Metrics:
         self.latency_n: dict[str, int] = defaultdict(int)
         self.images_denoised = 0
         self.denoise_rejected = 0
+        self.denoise_jobs_finished: dict[str, int] = defaultdict(int)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -37,8 +38,13 @@ class Metrics:
         with self._lock:
             self.denoise_rejected += 1
 
+    def count_denoise_job(self, status: str) -> None:
+        """A denoise job ended (succeeded or failed)."""
+        with self._lock:
+            self.denoise_jobs_finished[status] += 1
+
     def render(self, job_counts: Callable[[], dict[str, int]], queue_waiting: int, abandoned: int = 0,
-               loaded_models: int = 0) -> str:
+               loaded_models: int = 0, denoise_jobs: dict[str, int] | None = None) -> str:
         lines = ["# HELP n2n_requests_total HTTP requests by endpoint, method and status.",
                  "# TYPE n2n_requests_total counter"]
         with self._lock:
@@ -55,14 +61,22 @@ class Metrics:
             lines += ["# HELP n2n_images_denoised_total Images denoised.", "# TYPE n2n_images_denoised_total counter",
                       f"n2n_images_denoised_total {self.images_denoised}",
                       "# HELP n2n_denoise_rejected_total Denoise requests refused because the queue was full.",
-                      "# TYPE n2n_denoise_rejected_total counter", f"n2n_denoise_rejected_total {self.denoise_rejected}"]
+                      "# TYPE n2n_denoise_rejected_total counter", f"n2n_denoise_rejected_total {self.denoise_rejected}",
+                      "# HELP n2n_denoise_jobs_total Denoise jobs (POST /denoise/jobs) ended, by status.",
+                      "# TYPE n2n_denoise_jobs_total counter"]
+            for status in ("succeeded", "failed"):
+                lines.append(f'n2n_denoise_jobs_total{{status="{status}"}} {self.denoise_jobs_finished[status]}')
         lines += ["# HELP n2n_denoise_queue_waiting Denoise requests waiting or running.",
                   "# TYPE n2n_denoise_queue_waiting gauge", f"n2n_denoise_queue_waiting {queue_waiting}",
                   "# HELP n2n_denoise_abandoned_total Denoise requests cancelled because their client went away.",
                   "# TYPE n2n_denoise_abandoned_total counter", f"n2n_denoise_abandoned_total {abandoned}",
                   "# HELP n2n_models_loaded Models held in memory.",
                   "# TYPE n2n_models_loaded gauge", f"n2n_models_loaded {loaded_models}",
-                  "# HELP n2n_jobs Training jobs by status.", "# TYPE n2n_jobs gauge"]
+                  "# HELP n2n_denoise_jobs Denoise jobs held now (until their result expires), by status.",
+                  "# TYPE n2n_denoise_jobs gauge"]
+        for status, n in (denoise_jobs or {}).items():
+            lines.append(f'n2n_denoise_jobs{{status="{status}"}} {n}')
+        lines += ["# HELP n2n_jobs Training jobs by status.", "# TYPE n2n_jobs gauge"]
         for status, n in job_counts().items():
             lines.append(f'n2n_jobs{{status="{status}"}} {n}')
         current, peak = process_memory()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from n2n_core.models import ARCHITECTURES, build, size_multiple
+
+if TYPE_CHECKING:
+    from .denoise_jobs import DenoiseJob
 
 
 PRIVATE_PARAMS = frozenset({"init_weights"})  # stored with a job for its worker, never returned
@@ -102,6 +106,44 @@ class Job(BaseModel):
         running = row.get("status") == "running" and row.get("worker_parent") is not None
         fields["worker"] = WorkerInfo(host=row.get("worker_host"), pid=row["worker_parent"]) if running else None
         return cls(**fields)
+
+
+class TileProgress(BaseModel):
+    done: int = Field(..., description="tiles denoised")
+    total: int = Field(..., description="tiles of the photo (0 until its first tile is done)")
+    fraction: float
+
+
+def _time(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+class DenoiseJobAccepted(BaseModel):
+    id: str = Field(..., description="128 random bits: the only key to the result")
+    status: Literal["queued"]
+
+
+class DenoiseJobInfo(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: TileProgress
+    error: str | None = None
+    format: str = Field(..., description="output format of the result")
+    model_id: str | None = Field(None, description="the model that made the result (once succeeded)")
+    result: str | None = Field(None, description="where to GET the image, once succeeded")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = Field(None, description="when the job and its result will be deleted")
+
+    @classmethod
+    def from_job(cls, job: DenoiseJob) -> DenoiseJobInfo:
+        done, total = job.progress
+        return cls(id=job.id, status=job.status, error=job.error, format=job.format, model_id=job.model_id,
+                   progress=TileProgress(done=done, total=total, fraction=done / total if total else 0.0),
+                   result=f"/denoise/jobs/{job.id}/result" if job.status == "succeeded" else None,
+                   created_at=_time(job.created_at), started_at=_time(job.started_at),
+                   finished_at=_time(job.finished_at), expires_at=_time(job.expires_at))
 
 
 class ModelInfo(BaseModel):

@@ -59,8 +59,22 @@ run() {
     ls -la "$OUT"
 }
 
+run_blind() {  # second session: blind with more capacity (unet-l) against blind trained longer (unet-m)
+    : "${OUT:?run this on the device machine, where OUT is set}"
+    export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TRAIN_SECONDS=${TRAIN_SECONDS:-260} RUNS=/tmp/gpu-runs
+    export DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-32} PATCH=${PATCH:-128}
+    mkdir -p "$RUNS"
+    local noise=gaussian:0-50+poisson-gaussian:0.04,25
+    train blind-l unet-l runs/gpu/blind-l-init.safetensors 3e-4 --noise $noise --jpeg 70-95 &
+    train blind-m2 unet-m runs/gpu/blind-m2-init.safetensors 2e-4 --noise $noise --jpeg 70-95 &
+    wait
+    for name in blind-l blind-m2; do tail -3 "$RUNS/$name.log"; done
+    tar czf "$OUT/train.tar.gz" -C "$RUNS" --exclude='*.ckpt.safetensors' .
+}
+
 case "${1:-}" in
     prepare) prepare ;;
     run) run ;;
-    *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+    run-blind) run_blind ;;
+    *) echo "usage: $0 prepare|run|run-blind" >&2; exit 2 ;;
 esac

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from ..config import Settings
 from ..deps import MetricsDep, QueueDep, SettingsDep
-from ..denoiser import Abandoned, QueueFull, Stopping
+from ..denoiser import QueueFull, refusal
 from ..imaging import check_header, check_output_size
-from ..registry import BrokenModel, NoActiveModel, UnknownModel
+from ..metrics import Metrics
 
 router = APIRouter(tags=["denoise"])
 
@@ -44,46 +47,57 @@ async def read_upload(request: Request, field: str = "file", accept: tuple[str, 
                              f"{' or '.join(a + '*' if a.endswith('/') else a for a in accept)}; got {ctype or 'none'}")
 
 
+OutputFormat = Annotated[Literal["png", "jpeg", "webp"], Query(description="output format")]
+ModelId = Annotated[str | None, Query(max_length=64, description="registered model id (default: the active one)")]
+IMAGE_RESPONSE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+                  "description": "the denoised image, same size and mode"}
+REFUSALS = {400: {"description": "unreadable image, or too large for the output format"},
+            404: {"description": "unknown model"},
+            413: {"description": "too many pixels"}, 415: {"description": "unsupported format"},
+            422: {"description": "absurd aspect ratio, or invalid parameters"},
+            503: {"description": "busy or shutting down, retry later"}}
+
+
+async def read_image(request: Request, settings: Settings, format: str) -> tuple[bytes, int]:
+    """The uploaded image and its pixels, checked on its header before any work: 400, 413, 415, 422 as
+    documented, and 400 when the output ``format`` cannot hold it."""
+    data = await read_upload(request)
+    _, width, height = check_header(data, settings.max_pixels, settings.max_aspect_ratio)
+    check_output_size(format, width, height)
+    return data, width * height
+
+
+@contextmanager
+def refused(metrics: Metrics, model: str | None) -> Iterator[None]:
+    """Denoise failures inside the block as their HTTP answers (503 with Retry-After when busy, ...)."""
+    try:
+        yield
+    except Exception as e:
+        answer = refusal(e, model)
+        if answer is None or answer is e:  # unexpected, or already an HTTP answer
+            raise
+        if isinstance(e, QueueFull):
+            metrics.count_rejected()
+        raise answer from None
+
+
+def image_response(content: bytes, media_type: str, model_id: str, format: str) -> Response:
+    """A denoised image as ``/denoise`` answers it (``X-Model-Id`` names the model that made it)."""
+    return Response(content, media_type=media_type,
+                    headers={"X-Model-Id": model_id, "Content-Disposition": f'inline; filename="denoised.{format}"'})
+
+
 @router.post(
     "/denoise",
     summary="Denoise an image",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
-                     "description": "the denoised image, same size and mode"},
-               400: {"description": "unreadable image, or too large for the output format"},
-               413: {"description": "too many pixels"}, 415: {"description": "unsupported format"},
-               422: {"description": "absurd aspect ratio, or invalid parameters"},
-               503: {"description": "busy or shutting down, retry later"}},
+    responses={200: IMAGE_RESPONSE, **REFUSALS},
     openapi_extra=IMAGE_BODY,
 )
-async def denoise(
-    request: Request,
-    settings: SettingsDep,
-    queue: QueueDep,
-    metrics: MetricsDep,
-    format: Literal["png", "jpeg", "webp"] = Query("png", description="output format"),
-    model: str | None = Query(None, max_length=64, description="registered model id (default: the active one)"),
-) -> Response:
-    data = await read_upload(request)
-    _, width, height = check_header(data, settings.max_pixels, settings.max_aspect_ratio)
-    check_output_size(format, width, height)
-    try:
-        result = await queue.submit(data, format, model, disconnected=request.is_disconnected,
-                                    pixels=width * height)
-    except QueueFull:
-        metrics.count_rejected()
-        raise HTTPException(503, "the denoising queue is full; retry shortly", headers={"Retry-After": "2"}) from None
-    except Stopping:
-        raise HTTPException(503, "the service is shutting down; retry on another instance or shortly",
-                            headers={"Retry-After": "5", "Connection": "close"}) from None
-    except Abandoned:  # the client is gone; this answer reaches nobody
-        raise HTTPException(499, "client closed the request") from None
-    except UnknownModel:
-        raise HTTPException(404, f"unknown model {model!r}; see GET /models") from None
-    except (NoActiveModel, BrokenModel) as e:
-        raise HTTPException(503, f"{e}; activate a working model (POST /models/ID/activate)",
-                            headers={"Retry-After": "10"}) from None
+async def denoise(request: Request, settings: SettingsDep, queue: QueueDep, metrics: MetricsDep,
+                  format: OutputFormat = "png", model: ModelId = None) -> Response:
+    data, pixels = await read_image(request, settings, format)
+    with refused(metrics, model):
+        result = await queue.submit(data, format, model, disconnected=request.is_disconnected, pixels=pixels)
     metrics.count_image()
-    return Response(result.content, media_type=result.media_type,
-                    headers={"X-Model-Id": result.model_id,
-                             "Content-Disposition": f'inline; filename="denoised.{format}"'})
+    return image_response(result.content, result.media_type, result.model_id, format)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ..deps import MetricsDep, QueueDep, RegistryDep, SettingsDep, StoreDep
+from ..deps import DenoiseJobsDep, MetricsDep, QueueDep, RegistryDep, SettingsDep, StoreDep
 
 router = APIRouter(tags=["health"])
 
@@ -32,6 +32,8 @@ def readyz(request: Request, registry: RegistryDep, queue: QueueDep) -> JSONResp
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(metrics: MetricsDep, store: StoreDep, queue: QueueDep, registry: RegistryDep) -> PlainTextResponse:
-    return PlainTextResponse(metrics.render(store.counts, queue.waiting, queue.abandoned, len(registry.loaded_ids())),
+def metrics(metrics: MetricsDep, store: StoreDep, queue: QueueDep, registry: RegistryDep,
+            jobs: DenoiseJobsDep) -> PlainTextResponse:
+    return PlainTextResponse(metrics.render(store.counts, queue.waiting, queue.abandoned, len(registry.loaded_ids()),
+                                            jobs.counts()),
                              media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,79 @@
+"""Asynchronous denoise jobs, for photos too large to wait for: POST, poll, then fetch the result."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from ..denoise_jobs import DenoiseJob, DenoiseJobs
+from ..deps import DenoiseJobsDep, MetricsDep, RegistryDep, SettingsDep
+from ..registry import ModelRegistry, NoActiveModel
+from ..schemas import DenoiseJobAccepted, DenoiseJobInfo
+from .denoise import IMAGE_BODY, IMAGE_RESPONSE, REFUSALS, ModelId, OutputFormat, image_response, read_image, refused
+
+router = APIRouter(tags=["denoise"])
+UNKNOWN = {404: {"description": "unknown or expired job"}}
+
+
+def _check_model(registry: ModelRegistry, model: str | None) -> None:
+    """UnknownModel or NoActiveModel now, rather than as a failed job later."""
+    if model is not None:
+        registry.entry(model)
+    elif registry.active_id is None:
+        raise NoActiveModel("no model is active")
+
+
+@router.post(
+    "/denoise/jobs",
+    summary="Denoise an image in the background",
+    status_code=202,
+    response_model=DenoiseJobAccepted,
+    responses={202: {"description": "accepted: poll the job at its Location"}, **REFUSALS},
+    openapi_extra=IMAGE_BODY,
+)
+async def submit_job(request: Request, response: Response, settings: SettingsDep, registry: RegistryDep,
+                     jobs: DenoiseJobsDep, metrics: MetricsDep, format: OutputFormat = "png",
+                     model: ModelId = None) -> DenoiseJobAccepted:
+    """Like `POST /denoise` (same body, parameters and refusals), but answers at once with a job to poll;
+    its result is kept for N2N_RESULT_TTL_SECONDS after it ends."""
+    data, pixels = await read_image(request, settings, format)
+    with refused(metrics, model):
+        await asyncio.to_thread(_check_model, registry, model)
+        job = jobs.submit(data, format, model, pixels)
+    response.headers["Location"] = f"/denoise/jobs/{job.id}"
+    return DenoiseJobAccepted(id=job.id, status="queued")
+
+
+def _job(jobs: DenoiseJobs, job_id: str) -> DenoiseJob:
+    job = jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, "unknown denoise job, or its result has expired (N2N_RESULT_TTL_SECONDS)")
+    return job
+
+
+@router.get("/denoise/jobs/{job_id}", response_model=DenoiseJobInfo, responses=UNKNOWN)
+async def get_job(job_id: str, jobs: DenoiseJobsDep) -> DenoiseJobInfo:
+    """Status (queued, running, succeeded, failed), progress in tiles, error and times."""
+    return DenoiseJobInfo.from_job(_job(jobs, job_id))
+
+
+@router.get(
+    "/denoise/jobs/{job_id}/result",
+    response_class=Response,
+    responses={200: IMAGE_RESPONSE, **UNKNOWN, 409: {"description": "the job has not succeeded (yet)"}},
+)
+async def get_result(job_id: str, jobs: DenoiseJobsDep) -> Response:
+    """The denoised image, as `POST /denoise` answers it; 409 until the job has succeeded."""
+    job = _job(jobs, job_id)
+    if job.status == "failed":
+        raise HTTPException(409, f"the job failed: {job.error}")
+    if job.status != "succeeded" or job.path is None:
+        done, total = job.progress
+        raise HTTPException(409, f"the job is {job.status} ({done} of {total or '?'} tiles); poll "
+                                 f"GET /denoise/jobs/{job.id} until it has succeeded")
+    try:
+        content = await asyncio.to_thread(job.path.read_bytes)
+    except FileNotFoundError:
+        raise HTTPException(404, "the result of this job has been deleted") from None
+    return image_response(content, job.media_type or "application/octet-stream", job.model_id or "", job.format)
