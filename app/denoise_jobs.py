@@ -37,10 +37,12 @@ class DenoiseJob:
     format: str
     model: str | None  # as asked; None: the active model
     created_at: float  # wall-clock seconds, like the other times
+    strength: float = 1.0
     status: str = "queued"
     progress: tuple[int, int] = (0, 0)  # (done, total) tiles: one tuple, so that a reader never sees half
     error: str | None = None
     model_id: str | None = None  # the model that made the result
+    noise_sigma: float | None = None  # the input's estimated noise level (0..255), once succeeded
     media_type: str | None = None
     path: Path | None = None  # the result file, once succeeded
     started_at: float | None = None
@@ -58,11 +60,11 @@ class DenoiseJobs:
         self._sweeper: asyncio.Task | None = None
 
     # -- submission and lookup ------------------------------------------------------------------
-    def submit(self, data: bytes, fmt: str, model: str | None, pixels: int) -> DenoiseJob:
+    def submit(self, data: bytes, fmt: str, model: str | None, pixels: int, strength: float = 1.0) -> DenoiseJob:
         """A queued job, already running in the background; QueueFull or Stopping as ``DenoiseQueue.admit``."""
         self.sweep()
         slot = self.queue.admit(pixels)
-        job = DenoiseJob(secrets.token_urlsafe(16), fmt, model, time.time(), slot=slot)
+        job = DenoiseJob(secrets.token_urlsafe(16), fmt, model, time.time(), strength, slot=slot)
         self._jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job, data))
         self._tasks.add(task)
@@ -91,7 +93,8 @@ class DenoiseJobs:
             job.progress = (done, total)
 
         try:
-            result = await self.queue.run(job.slot, data, job.format, job.model, progress=progress)
+            result = await self.queue.run(job.slot, data, job.format, job.model, progress=progress,
+                                          strength=job.strength)
             del data
             path = self.results / f"{job.id}.{job.format}"
             await asyncio.to_thread(atomic_write_bytes, path, result.content)
@@ -102,6 +105,7 @@ class DenoiseJobs:
             self._finish(job, "failed", self._describe(e, job))
             return
         job.model_id, job.media_type, job.path = result.model_id, result.media_type, path
+        job.noise_sigma = result.noise_sigma
         self._finish(job, "succeeded")
         if self.metrics is not None:
             self.metrics.count_image()

@@ -25,6 +25,7 @@ from fastapi import HTTPException
 
 from n2n_core.images import Picture
 from n2n_core.infer import Cancelled, picture_steps
+from n2n_core.noise_level import estimate_sigma
 from n2n_core.runtime import set_threads
 
 from . import imaging
@@ -73,6 +74,7 @@ class DenoiseResult:
     model_id: str
     width: int
     height: int
+    noise_sigma: float  # estimated noise of the input, 0..255 scale (n2n_core.noise_level)
 
 
 @dataclass
@@ -200,13 +202,15 @@ class DenoiseQueue:
         idle = time.monotonic() - self._last_progress
         return idle if idle > seconds else None
 
-    def _prepare(self, data: bytes, model_id: str | None) -> tuple[str, Generator]:
+    def _prepare(self, data: bytes, model_id: str | None, strength: float) -> tuple[str, float, Generator]:
         import torch
 
         with torch.inference_mode():
             pic = imaging.decode(data, self.max_pixels, self.max_aspect_ratio)
             mid, model = self.registry.get(model_id)
-        return mid, _inference(picture_steps(model, pic, self.tile, tile_memory=self.tile_memory))
+            sigma = estimate_sigma(pic.pixels)
+        steps = picture_steps(model, pic, self.tile, tile_memory=self.tile_memory, strength=strength)
+        return mid, sigma, _inference(steps)
 
     def admit(self, pixels: int = 0) -> Slot:
         """A place in the line for work of ``pixels`` pixels (the header's width x height); QueueFull when
@@ -231,16 +235,18 @@ class DenoiseQueue:
 
     async def submit(self, data: bytes, fmt: str, model_id: str | None,
                      disconnected: Callable[[], Awaitable[bool]] | None = None,
-                     progress: Callable[[int, int], None] | None = None, pixels: int = 0) -> DenoiseResult:
+                     progress: Callable[[int, int], None] | None = None, pixels: int = 0,
+                     strength: float = 1.0) -> DenoiseResult:
         """``run`` in a slot admitted now (see ``admit`` for QueueFull and Stopping)."""
-        return await self.run(self.admit(pixels), data, fmt, model_id, disconnected, progress)
+        return await self.run(self.admit(pixels), data, fmt, model_id, disconnected, progress, strength)
 
     async def run(self, slot: Slot, data: bytes, fmt: str, model_id: str | None,
                   disconnected: Callable[[], Awaitable[bool]] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> DenoiseResult:
+                  progress: Callable[[int, int], None] | None = None, strength: float = 1.0) -> DenoiseResult:
         """The result of decode -> tiles -> encode, in an admitted ``slot`` (released whatever happens);
         Stopping when the service stops first; Abandoned when ``disconnected()`` turned true before the
-        result. ``progress(done, total)`` is called from the tile thread after each tile."""
+        result. ``progress(done, total)`` is called from the tile thread after each tile. ``strength``
+        blends the output with the input (``n2n_core.infer.blend``)."""
         gone = threading.Event()
         watcher = asyncio.create_task(_watch(disconnected, gone)) if disconnected is not None else None
 
@@ -253,7 +259,7 @@ class DenoiseQueue:
                 progress(done, total)
 
         try:
-            mid, steps = await asyncio.to_thread(self._prepare, data, model_id)
+            mid, sigma, steps = await asyncio.to_thread(self._prepare, data, model_id, strength)
             self._progressed()
             if should_stop():
                 steps.close()
@@ -262,7 +268,7 @@ class DenoiseQueue:
             content, media = await asyncio.to_thread(imaging.encode, out, fmt)
             self._progressed()
             w, h = out.size
-            return DenoiseResult(content, media, mid, w, h)
+            return DenoiseResult(content, media, mid, w, h, sigma)
         except Cancelled:
             if gone.is_set():
                 self.abandoned += 1

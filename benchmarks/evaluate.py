@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--noise", default="gaussian:25")
     ap.add_argument("--float", action="store_true", help="float protocol (no rounding/clipping of the noisy input)")
+    ap.add_argument("--jpeg", type=int, default=None, metavar="QUALITY",
+                    help="save each noisy input as JPEG of this quality (noisy photos as phones send them), e.g. 90")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
@@ -40,28 +42,30 @@ def main() -> None:
     model = load(args.weights)
     noise = parse_noise(args.noise)
     files, images = benchmark_images(args.data, args.limit)
+    if args.float and args.jpeg:
+        ap.error("--float and --jpeg exclude each other: a JPEG file holds 8-bit pixels")
     if args.float:
         pairs = []
         for i, img in enumerate(images):
             clean = to_tensor(img)
             pairs.append((noise(clean[None], torch.Generator().manual_seed(i))[0], clean))
     else:
-        pairs = synthetic_val(images, noise)
+        pairs = synthetic_val(images, noise, jpeg_quality=args.jpeg)
     res = evaluate(model, pairs, desc=Path(args.weights).stem)
     t0 = time.perf_counter()
     denoise(model, torch.rand(3, 512, 512))
     denoise(model, torch.rand(3, 512, 512))
     t512 = (time.perf_counter() - t0) / 2
-    protocol = "float" if args.float else "8-bit"
+    protocol = "float" if args.float else f"8-bit, JPEG q{args.jpeg}" if args.jpeg else "8-bit"
     name = f"{Path(args.data).name} {noise.spec()} ({protocol})"
     print(f"{Path(args.weights).stem}: {name}: noisy {res['noisy_psnr']:.2f} dB -> {res['psnr']:.2f} dB, "
           f"SSIM {res['ssim']:.4f}, {res['seconds']:.2f} s/image, 512x512 in {t512:.3f} s")
     cmd = (f"python benchmarks/evaluate.py --weights {args.weights} --data {args.data} --noise {args.noise}"
-           + (" --float" if args.float else "") + (f" --limit {args.limit}" if args.limit else ""))
+           + (" --float" if args.float else "") + (f" --jpeg {args.jpeg}" if args.jpeg else "") + (f" --limit {args.limit}" if args.limit else ""))
     out = {"machine": machine(), "weights": args.weights, "data": args.data, "noise": noise.spec(),
            "protocol": protocol, "seconds_512": t512, "command": cmd, **res,
            "per_image": {f.name: r for f, r in zip(files, res["per_image"])}}
-    save_results(f"eval_{Path(args.weights).stem}_{Path(args.data).name}_{noise.spec().replace(':', '')}_{protocol}",
+    save_results(f"eval_{Path(args.weights).stem}_{Path(args.data).name}_{noise.spec().replace(':', '')}_{protocol.replace(', JPEG q', '-jpeg')}",
                  out)
     if not args.no_card:
         add_metric(Path(args.weights), {"name": f"PSNR {name}", "psnr": round(res["psnr"], 3),

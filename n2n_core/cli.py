@@ -156,10 +156,12 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import warnings
 
     from . import images
-    from .infer import picture_steps, run_steps
+    from .infer import check_strength, picture_steps, run_steps
+    from .noise_level import estimate_sigma
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     inputs = [Path(p) for p in args.inputs]
+    check_strength(args.strength)
     for p in inputs:  # fail before any work on a bad path or an unreadable header
         if not p.is_file():
             raise ValueError(f"no such file: {p}")
@@ -178,7 +180,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     bar = _progress_bar(len(inputs), "denoise", unit="img")
     for p in inputs:
         dst = out_dir / f"{p.stem}.png"
-        steps = picture_steps(model, images.read(p), tile=args.tile)
+        picture = images.read(p)
+        sigma = estimate_sigma(picture.pixels)
+        steps = picture_steps(model, picture, tile=args.tile, strength=args.strength)
+        del picture
         tiles = None
 
         def tile_done(done: int, total: int) -> None:
@@ -196,7 +201,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         images.write(dst, out)
         del out
         bar.update(1)
-        bar.write(str(dst))
+        bar.write(f"{dst}  (estimated noise sigma {sigma:.1f})", file=sys.stdout)
     bar.close()
     return 0
 
@@ -288,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto")
     d.add_argument("--tile", type=int, default=None,
                    help="override: tiles of about TILE x TILE pixels (default: sized from a memory budget)")
+    d.add_argument("--strength", type=float, default=1.0,
+                   help="how much to denoise, 0..1: 1 the model's output (default), 0 the input, between a blend")
     d.set_defaults(func=cmd_denoise)
 
     s = sub.add_parser("serve", help="start the HTTP service", description="Start the n2n REST service.")

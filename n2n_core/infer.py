@@ -61,7 +61,8 @@ def _denoise_array(model: Module, a: np.ndarray, tile: int | None, device: torch
 
 def denoise(model: Module, image: Any, tile: int | None = None, batch_size: int = 4,
             device: torch.device | str | None = None, should_stop: Callable[[], bool] | None = None,
-            progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None) -> Any:
+            progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None,
+            strength: float = 1.0) -> Any:
     """Denoise images of any size with ``model``.
 
     ``image`` is a float tensor in [0, 1] of shape (C, H, W) or (N, C, H, W), a list of (C, H, W)
@@ -73,9 +74,10 @@ def denoise(model: Module, image: Any, tile: int | None = None, batch_size: int 
     ``tile`` is given; the work is bounded by the pixel count whatever the aspect ratio; equally sized
     images of a list are batched ``batch_size`` at a time. The model runs on ``device`` (default: where its
     parameters live). ``should_stop()`` is polled before each tile and raises ``Cancelled`` when true;
-    ``progress(done, total)`` is called after each tile of a single image.
+    ``progress(done, total)`` is called after each tile of a single image. ``strength`` in [0, 1] blends
+    the result with the input (``blend``): 1 (default) is the network's output, 0 the input.
     """
-    hooks = {"should_stop": should_stop, "progress": progress, "tile_memory": tile_memory}
+    hooks = {"should_stop": should_stop, "progress": progress, "tile_memory": tile_memory, "strength": strength}
     if isinstance(image, np.ndarray):
         return _denoise_array(model, image, tile, device, **hooks)
     if isinstance(image, PILImage.Image):
@@ -90,21 +92,34 @@ def denoise(model: Module, image: Any, tile: int | None = None, batch_size: int 
             for k in range(0, len(idx), batch_size):
                 chunk = idx[k : k + batch_size]
                 res = denoise(model, torch.stack([image[i] for i in chunk]), tile, batch_size, device, should_stop,
-                              tile_memory=tile_memory)
+                              tile_memory=tile_memory, strength=strength)
                 for j, i in enumerate(chunk):
                     out[i] = res[j]  # type: ignore[index]
         return out  # type: ignore[return-value]
 
-    return run_steps(denoise_steps(model, image, tile, device, tile_memory), should_stop, progress)
+    return run_steps(denoise_steps(model, image, tile, device, tile_memory, strength), should_stop, progress)
+
+
+def check_strength(strength: float) -> float:
+    """``strength`` as a float in [0, 1]; ValueError otherwise."""
+    if not 0 <= strength <= 1:  # also refuses NaN
+        raise ValueError(f"denoise: strength must be between 0 and 1, got {strength}")
+    return float(strength)
+
+
+def blend(noisy: Tensor, denoised: Tensor, strength: float) -> Tensor:
+    """noisy + strength (denoised - noisy): 1 is the (clamped) network output, 0 the input unchanged."""
+    return denoised if strength == 1 else noisy + strength * (denoised - noisy)
 
 
 def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device: torch.device | str | None = None,
-                  tile_memory: int | None = None) -> Generator[tuple[int, int], None, Tensor]:
+                  tile_memory: int | None = None, strength: float = 1.0) -> Generator[tuple[int, int], None, Tensor]:
     """``denoise`` of a (C, H, W) or (N, C, H, W) tensor as a stream of tiles: yields (done, total) after
     each tile and returns the result. A scheduler interleaves the tiles of several images by stepping
     their generators in turn; closing a generator abandons its image."""
     if not isinstance(image, Tensor) or image.dim() not in (3, 4):
         raise ValueError(f"denoise: expected a (C, H, W) or (N, C, H, W) tensor, got {getattr(image, 'shape', image)}")
+    strength = check_strength(strength)
     single = image.dim() == 3
     x = image[None] if single else image
     params = model.parameters()
@@ -118,7 +133,8 @@ def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device:
     margin = 0 if fits else -(-receptive_radius(model) // mult) * mult
     plan = plan_tiles(h, w, area, margin, mult)
     for done, t in enumerate(plan):
-        piece = _run(model, x[..., t.window_top : t.window_bottom, t.window_left : t.window_right].to(dev, dtype))
+        window = x[..., t.window_top : t.window_bottom, t.window_left : t.window_right].to(dev, dtype)
+        piece = blend(window, _run(model, window).clamp_(0, 1), strength)
         top, left = t.top - t.window_top, t.left - t.window_left
         out[..., t.top : t.top + t.height, t.left : t.left + t.width] = piece[
             ..., top : top + t.height, left : left + t.width].clamp_(0, 1)
@@ -219,16 +235,17 @@ def plan_tiles(h: int, w: int, area: int, margin: int, mult: int) -> list[Tile]:
 
 def denoise_picture(model: Module, pic: Picture, tile: int | None = None, device: torch.device | str | None = None,
                     should_stop: Callable[[], bool] | None = None,
-                    progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None) -> Picture:
+                    progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None,
+                    strength: float = 1.0) -> Picture:
     """Denoise a decoded picture, keeping its size, mode, alpha and bit depth (grey runs channel-replicated).
 
-    ``should_stop`` and ``progress`` work per tile, as in ``denoise``.
+    ``should_stop``, ``progress`` and ``strength`` work as in ``denoise``.
     """
-    return run_steps(picture_steps(model, pic, tile, device, tile_memory), should_stop, progress)
+    return run_steps(picture_steps(model, pic, tile, device, tile_memory, strength), should_stop, progress)
 
 
 def picture_steps(model: Module, pic: Picture, tile: int | None = None, device: torch.device | str | None = None,
-                  tile_memory: int | None = None) -> Generator[tuple[int, int], None, Picture]:
+                  tile_memory: int | None = None, strength: float = 1.0) -> Generator[tuple[int, int], None, Picture]:
     """``denoise_picture`` as a stream of tiles (see ``denoise_steps``)."""
-    out = yield from denoise_steps(model, to_rgb(pic.pixels), tile, device, tile_memory)
+    out = yield from denoise_steps(model, to_rgb(pic.pixels), tile, device, tile_memory, strength)
     return pic.with_pixels(from_rgb(out, pic.pixels.shape[0]))

@@ -49,6 +49,9 @@ async def read_upload(request: Request, field: str = "file", accept: tuple[str, 
 
 OutputFormat = Annotated[Literal["png", "jpeg", "webp"], Query(description="output format")]
 ModelId = Annotated[str | None, Query(max_length=64, description="registered model id (default: the active one)")]
+Strength = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
+                                  description="how much to denoise: 1 the model's output, 0 the input unchanged, "
+                                  "between them a blend (keeps some grain)")]
 IMAGE_RESPONSE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
                   "description": "the denoised image, same size and mode"}
 REFUSALS = {400: {"description": "unreadable image, or too large for the output format"},
@@ -81,10 +84,12 @@ def refused(metrics: Metrics, model: str | None) -> Iterator[None]:
         raise answer from None
 
 
-def image_response(content: bytes, media_type: str, model_id: str, format: str) -> Response:
-    """A denoised image as ``/denoise`` answers it (``X-Model-Id`` names the model that made it)."""
+def image_response(content: bytes, media_type: str, model_id: str, format: str, noise_sigma: float) -> Response:
+    """A denoised image as ``/denoise`` answers it: ``X-Model-Id`` names the model that made it,
+    ``X-Noise-Sigma`` the noise level estimated in the input (standard deviation, 0..255 scale)."""
     return Response(content, media_type=media_type,
-                    headers={"X-Model-Id": model_id, "Content-Disposition": f'inline; filename="denoised.{format}"'})
+                    headers={"X-Model-Id": model_id, "X-Noise-Sigma": f"{noise_sigma:.1f}",
+                             "Content-Disposition": f'inline; filename="denoised.{format}"'})
 
 
 @router.post(
@@ -95,9 +100,10 @@ def image_response(content: bytes, media_type: str, model_id: str, format: str) 
     openapi_extra=IMAGE_BODY,
 )
 async def denoise(request: Request, settings: SettingsDep, queue: QueueDep, metrics: MetricsDep,
-                  format: OutputFormat = "png", model: ModelId = None) -> Response:
+                  format: OutputFormat = "png", model: ModelId = None, strength: Strength = 1.0) -> Response:
     data, pixels = await read_image(request, settings, format)
     with refused(metrics, model):
-        result = await queue.submit(data, format, model, disconnected=request.is_disconnected, pixels=pixels)
+        result = await queue.submit(data, format, model, disconnected=request.is_disconnected, pixels=pixels,
+                                    strength=strength)
     metrics.count_image()
-    return image_response(result.content, result.media_type, result.model_id, format)
+    return image_response(result.content, result.media_type, result.model_id, format, result.noise_sigma)

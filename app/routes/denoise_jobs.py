@@ -10,7 +10,17 @@ from ..denoise_jobs import DenoiseJob, DenoiseJobs
 from ..deps import DenoiseJobsDep, MetricsDep, RegistryDep, SettingsDep
 from ..registry import ModelRegistry, NoActiveModel
 from ..schemas import DenoiseJobAccepted, DenoiseJobInfo
-from .denoise import IMAGE_BODY, IMAGE_RESPONSE, REFUSALS, ModelId, OutputFormat, image_response, read_image, refused
+from .denoise import (
+    IMAGE_BODY,
+    IMAGE_RESPONSE,
+    REFUSALS,
+    ModelId,
+    OutputFormat,
+    Strength,
+    image_response,
+    read_image,
+    refused,
+)
 
 router = APIRouter(tags=["denoise"])
 UNKNOWN = {404: {"description": "unknown or expired job"}}
@@ -34,13 +44,13 @@ def _check_model(registry: ModelRegistry, model: str | None) -> None:
 )
 async def submit_job(request: Request, response: Response, settings: SettingsDep, registry: RegistryDep,
                      jobs: DenoiseJobsDep, metrics: MetricsDep, format: OutputFormat = "png",
-                     model: ModelId = None) -> DenoiseJobAccepted:
+                     model: ModelId = None, strength: Strength = 1.0) -> DenoiseJobAccepted:
     """Like `POST /denoise` (same body, parameters and refusals), but answers at once with a job to poll;
     its result is kept for N2N_RESULT_TTL_SECONDS after it ends."""
     data, pixels = await read_image(request, settings, format)
     with refused(metrics, model):
         await asyncio.to_thread(_check_model, registry, model)
-        job = jobs.submit(data, format, model, pixels)
+        job = jobs.submit(data, format, model, pixels, strength)
     response.headers["Location"] = f"/denoise/jobs/{job.id}"
     return DenoiseJobAccepted(id=job.id, status="queued")
 
@@ -76,4 +86,5 @@ async def get_result(job_id: str, jobs: DenoiseJobsDep) -> Response:
         content = await asyncio.to_thread(job.path.read_bytes)
     except FileNotFoundError:
         raise HTTPException(404, "the result of this job has been deleted") from None
-    return image_response(content, job.media_type or "application/octet-stream", job.model_id or "", job.format)
+    return image_response(content, job.media_type or "application/octet-stream", job.model_id or "", job.format,
+                          job.noise_sigma or 0.0)

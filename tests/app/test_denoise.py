@@ -288,3 +288,22 @@ def test_pixels_in_flight_are_bounded(tmp_path, tiny_weights, monkeypatch):
         assert first.result(timeout=300).status_code == 200
         assert c.post("/denoise", content=png_bytes(rgb(10, 10)),
                       headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_strength_blends_with_the_input_and_the_noise_level_is_reported(client):
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    noisy = np.clip(flat + np.random.default_rng(0).normal(0, 20, flat.shape), 0, 255).astype(np.uint8)
+    body = png_bytes(noisy)
+    untouched = client.post("/denoise?strength=0", content=body, headers={"content-type": "image/png"})
+    assert untouched.status_code == 200
+    assert np.array_equal(np.asarray(_decode(untouched.content)), noisy)
+    full = client.post("/denoise", content=body, headers={"content-type": "image/png"})
+    half = client.post("/denoise?strength=0.5", content=body, headers={"content-type": "image/png"})
+    out_full, out_half = (np.asarray(_decode(r.content)).astype(int) for r in (full, half))
+    assert np.abs(out_half - (noisy.astype(int) + out_full) / 2).max() <= 1  # rounding to 8 bits
+    assert 15 < float(full.headers["x-noise-sigma"]) < 25  # N(0, 20), slightly clipped
+    clean = client.post("/denoise", content=png_bytes(flat), headers={"content-type": "image/png"})
+    assert float(clean.headers["x-noise-sigma"]) == 0.0
+    for bad in ("1.5", "-0.1", "nan", "inf", "x"):
+        r = client.post(f"/denoise?strength={bad}", content=body, headers={"content-type": "image/png"})
+        assert r.status_code == 422 and "strength" in r.text, (bad, r.text)

@@ -142,3 +142,20 @@ def test_denoise_shows_a_bar_per_large_photo(tmp_path, tiny, monkeypatch):
                  "--weights", str(tiny), "--tile", "64"]) == 0
     tile_bars = [(desc, total, bar.n) for desc, unit, total, bar in bars if unit == "tile"]
     assert len(tile_bars) == 1 and tile_bars[0][0] == "large.png" and tile_bars[0][1] > 1  # none for small.png
+
+
+def test_denoise_strength_blends_and_reports_the_noise_level(tmp_path, tiny, capsys):
+    src = tmp_path / "x.png"
+    pixels = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(src)
+    assert main(["denoise", str(src), "-o", str(tmp_path / "zero"), "--weights", str(tiny), "--strength", "0"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "zero" / "x.png")), pixels)
+    assert "estimated noise sigma" in capsys.readouterr().out
+    assert main(["denoise", str(src), "-o", str(tmp_path / "one"), "--weights", str(tiny)]) == 0
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "one" / "x.png")), pixels)
+    for bad in ("1.5", "-1", "nan"):
+        capsys.readouterr()
+        assert main(["denoise", str(src), "-o", str(tmp_path / "bad"), "--weights", str(tiny), "--strength", bad]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "strength" in err[0], err
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -141,3 +141,18 @@ def test_the_receptive_radius_is_the_true_reach_of_an_input():
             rows, cols = torch.nonzero(changed[phase], as_tuple=True)
             reach = max(reach, int(torch.cat([rows - centre - phase, cols - centre - phase]).abs().max()))
         assert reach == r, (name, reach, r)
+
+
+def test_strength_blends_the_output_with_the_input_tile_by_tile():
+    torch.manual_seed(0)
+    m = models.build("fast")
+    x = torch.rand(3, 150, 230)
+    full = denoise(m, x, tile=1024)
+    assert torch.equal(denoise(m, x, tile=1024, strength=0.0), x)
+    half = denoise(m, x, tile=64, strength=0.5)
+    torch.testing.assert_close(half, (x + full) / 2, atol=1e-5, rtol=0)
+    pic = images.Picture(x, None, 8, "png")
+    torch.testing.assert_close(denoise_picture(m, pic, strength=0.25).pixels, x + 0.25 * (full - x), atol=1e-5, rtol=0)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="strength"):
+            denoise(m, x, strength=bad)
