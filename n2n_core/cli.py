@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--jpeg", default=None, metavar="LO-HI",
                    help="save half the training inputs as JPEG of a quality in LO..HI, e.g. 70-95 (targets stay "
                    "uncompressed)")
-    t.add_argument("--arch", default=None, help="architecture: seed, tiny, fast, unet-s, unet, n2n-unet "
+    t.add_argument("--arch", default=None, help="architecture: seed, tiny, fast, unet-s, unet-m, unet-l, unet, n2n-unet "
                    "(default: that of --init, else unet-s)")
     t.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="fine-tune: start from these weights (a file or a shipped name such as default)")
