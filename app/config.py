@@ -57,6 +57,12 @@ class Settings(BaseSettings):
                                      "for this long has lost it and is resumed elsewhere")
     job_heartbeat_seconds: float = Field(2.0, gt=0, description="how often training workers renew their lease")
     cancel_grace_seconds: float = Field(5.0, gt=0, description="time a cancelled worker gets before it is killed")
+    page_job_pixels: int = Field(4_000_000, ge=1, description="the web page denoises photos above this many "
+                                 "pixels as background jobs (POST /denoise/jobs), with a progress bar")
+    max_nproc_per_node: int | None = Field(None, ge=1, description="most processes of a data-parallel training "
+                                           "job (POST /train nproc_per_node); default: what this host's N2N_DEVICE "
+                                           "offers (its GPUs, or its cores). Set it on API replicas that run no "
+                                           "jobs (N2N_EMBEDDED_WORKER=0) to what the worker hosts offer")
 
 
     @model_validator(mode="after")

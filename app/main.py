@@ -26,7 +26,8 @@ from .limits import BodyLimit
 from .messages import scrub_paths, without_paths
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .routes import datasets, denoise, denoise_jobs, health, models, train
+from .routes import datasets, denoise, denoise_jobs, health, models, page, preview, train
+from .routes import docs as api_docs
 from .shutdown import stop_on_signals
 from .store import DatasetRows, JobStore, StoreConfigError, open_store
 
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "/datasets and /train; manage models under /models. Changing anything needs "
                     "`Authorization: Bearer $N2N_API_TOKEN`.",
         lifespan=lifespan,
+        docs_url=None,  # served from the app's own assets by routes/docs.py: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
@@ -131,6 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in (denoise.router, denoise_jobs.router, train.router, models.router, health.router):
         app.include_router(r)
     app.include_router(datasets.router)
+    for r in (preview.router, page.router):
+        app.include_router(r)
+    api_docs.install(app)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -60,6 +60,9 @@ class TrainRequest(BaseModel):
     patch_size: int = Field(48, ge=16, le=512)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     activate_when_done: bool = False
+    nproc_per_node: int = Field(1, ge=1, le=64, description="train data-parallel in this many processes on the "
+                                "worker's host (one GPU each on CUDA, gloo on CPU); batch_size stays the global "
+                                "batch, so it must be at least this")
 
     @model_validator(mode="after")
     def patch_fits_architecture(self) -> TrainRequest:
@@ -70,6 +73,13 @@ class TrainRequest(BaseModel):
         mult = size_multiple(build(self.arch))
         if self.patch_size % mult:
             raise ValueError(f"patch_size must be a multiple of {mult} for arch {self.arch!r}")
+        return self
+
+    @model_validator(mode="after")
+    def batch_fits_processes(self) -> TrainRequest:
+        if self.batch_size < self.nproc_per_node:
+            raise ValueError(f"batch_size ({self.batch_size}) must be at least nproc_per_node "
+                             f"({self.nproc_per_node}): each process trains on its rows of the global batch")
         return self
 
 

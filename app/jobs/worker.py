@@ -17,6 +17,12 @@ No worker outlives the process that started it: on Linux the kernel kills it whe
 has changed. A live worker orphaned all the same (by a service without these guards) is stopped by
 ``Scheduler.recover`` before its job resumes, so that a job never has two trainers.
 
+A data-parallel job (``nproc_per_node`` N > 1) runs the same way: its training process becomes the
+launcher of N ranks (``n2n_core.distributed.launch``: gloo on CPU, NCCL on CUDA), which die with it.
+The launcher keeps the lease, the parent checks and the signals; rank 0 reports progress, polls the
+cancel flag, checkpoints and registers the model; a cancel, a hand-back or a lost lease stops every
+rank at the same step. The worker's pid is shown as for a single-process job.
+
 A run that diverged (a NaN or infinite loss, or validation images made worse than both the noisy
 input and the network it started from) ends as failed and is neither registered nor activated.
 """
@@ -37,7 +43,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
 
@@ -46,6 +52,9 @@ from n2n_core.runtime import ORPHANED_EXIT_CODE, cores, die_with_parent, split_t
 from ..config import Settings
 from ..messages import without_paths
 from ..store import JobStore, ModelRows, open_database
+
+if TYPE_CHECKING:
+    from n2n_core.distributed import DistContext
 
 log = logging.getLogger("n2n")
 
@@ -207,10 +216,12 @@ def divergence(final: float | None, noisy: float | None, start: float | None) ->
 
 def run_job(job_id: str, data_dir: str, device: str, parent_pid: int | None,
             heartbeat_seconds: float = HEARTBEAT_SECONDS, database_url: str | None = None,
-            lease: str | None = None, threads: int | None = None) -> None:
+            lease: str | None = None, threads: int | None = None, nproc: int = 1) -> None:
     """Training process entry point. ``parent_pid``: the process that started it, which it must not
     outlive (None: no such tie, for a process started by hand). ``database_url``: N2N_DATABASE_URL
     (None: SQLite in ``data_dir``); ``lease``: the claim's token, which fences this process's writes.
+    ``threads``: torch threads of the whole job; ``nproc`` > 1: train data-parallel in that many local
+    processes (ranks), spawned here and sharing ``threads``, while this process only keeps the lease.
 
     SIGTERM (sent by the scheduler when its worker stops) ends the run at the next step with a
     checkpoint, and the job is handed back to the queue."""
@@ -219,26 +230,71 @@ def run_job(job_id: str, data_dir: str, device: str, parent_pid: int | None,
     from n2n_core.runtime import set_threads, tune_allocator
 
     tune_allocator()
-    set_threads(threads)
-    handed_back, lost = threading.Event(), threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT: Ctrl-C on a terminal reaches the whole group
-        signal.signal(sig, lambda *_: handed_back.set())
+    set_threads(threads if nproc == 1 else 1)
+    # With ranks, the flags cross processes: a stop asked here (SIGTERM, a lost lease) reaches them all.
+    events = mp.get_context("spawn") if nproc > 1 else threading
+    handed_back, lost = events.Event(), events.Event()
+    _hand_back_on_signals(handed_back)
     store = JobStore(open_database(database_url, Path(data_dir), check=False))
     halt = threading.Event()
     threading.Thread(target=_heartbeat, args=(store, job_id, halt, parent_pid, heartbeat_seconds, _orphaned,
                                               lease, lost), daemon=True, name="n2n-heartbeat").start()
     try:
         job = store.get(job_id)
-        if job is not None:
+        if job is None:
+            return
+        if nproc == 1:
             _train(store, job, Path(data_dir), device, lease, handed_back, lost)
+            return
+        from n2n_core import distributed
+
+        # Started as a daemon (its parent's exit ends it), it may not have children of its own unless it
+        # says otherwise; its ranks are tied to it (die_with_parent) as it is to its parent.
+        mp.current_process().daemon = False
+        per_rank = max(1, threads // nproc) if threads else None
+        try:
+            distributed.launch(_train_rank, nproc, (job, data_dir, device, database_url, lease, per_rank,
+                                                    handed_back, lost), distributed.device_type_of(device))
+        except Exception as e:  # noqa: BLE001 - a rank that died, or too many ranks for this host
+            # A no-op when rank 0 already settled the job (it records its own failures).
+            store.finish(job_id, "failed", error=without_paths(f"{type(e).__name__}: {e}")[:2000], lease=lease)
     finally:
         halt.set()
 
 
+def _hand_back_on_signals(handed_back: Any) -> None:
+    """SIGTERM (the scheduler stopping) and SIGINT (Ctrl-C on a terminal reaches the whole process group)
+    end the run at the next step with a checkpoint; the job is then handed back."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: handed_back.set())
+
+
+def _train_rank(ctx: DistContext, job: dict[str, Any], data_dir: str, device: str, database_url: str | None,
+                lease: str | None, threads: int | None, handed_back: Any, lost: Any) -> None:
+    """One rank of a data-parallel job (spawned by ``n2n_core.distributed.launch``, in its process group).
+
+    Rank 0 does what a single-process job does (progress, cancel polling, checkpoints, registration);
+    the others train their slice of each batch and stop at the same step as rank 0."""
+    from n2n_core.runtime import set_threads
+
+    set_threads(threads)
+    _hand_back_on_signals(handed_back)
+    store = JobStore(open_database(database_url, Path(data_dir), check=False))
+    try:
+        _train(store, job, Path(data_dir), device, lease, handed_back, lost, ctx)
+    finally:
+        store.db.dispose()
+
+
 def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, lease: str | None = None,
-           handed_back: threading.Event | None = None, lost: threading.Event | None = None) -> None:
+           handed_back: Any = None, lost: Any = None, dist: DistContext | None = None) -> None:
+    """Train the job; ``dist``: this process's rank of a data-parallel run (None: the only process).
+
+    Only the main rank writes to the store. A failure is recorded by the main rank; in a data-parallel
+    run it is raised as well (on every rank), so that the launcher stops the ranks still waiting."""
     import torch
 
+    from n2n_core import distributed
     from n2n_core.card import write_card
     from n2n_core.data import open_dataset
     from n2n_core.noise import noise_from_dict
@@ -247,6 +303,7 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
     from ..registry import register_model
 
     torch.set_grad_enabled(False)
+    dist = dist or distributed.SINGLE
     job_id, p = job["id"], job["params"]
     handed_back, lost = handed_back or threading.Event(), lost or threading.Event()
     try:
@@ -260,24 +317,26 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
         data = open_dataset(data_spec, noise, seed=p["seed"])
         history: list[dict[str, Any]] = []
         last_poll = [0.0, False]
+        reported: dict[str, Any] = {}  # the metrics of the last progress report
 
-        def progress(info: dict[str, Any]) -> None:
+        def progress(info: dict[str, Any]) -> None:  # called on the main rank only
             if info.get("val_psnr") is not None and (not history or history[-1]["step"] != info["step"]):
                 history.append({"step": info["step"], "loss": info.get("loss"), "val_psnr": info["val_psnr"]})
+            reported.update(json_safe({"loss": info.get("loss"), "val_psnr": info.get("val_psnr"), "lr": info.get("lr"),
+                                       "elapsed_seconds": round(info.get("elapsed") or 0.0, 2),
+                                       "history": history[-200:]}))
             try:
                 store.update_progress(
                     job_id, {"step": info["step"], "total": info["total"], "fraction": round(info["fraction"], 4)},
-                    json_safe({"loss": info.get("loss"), "val_psnr": info.get("val_psnr"), "lr": info.get("lr"),
-                               "elapsed_seconds": round(info.get("elapsed") or 0.0, 2), "history": history[-200:]}),
-                    lease)
+                    reported, lease)
             except OperationalError:  # the database is away: training goes on, the next report catches up
                 pass
 
-        def should_stop() -> bool:
+        def should_stop() -> bool:  # a stop on any rank stops them all at the same step
             if handed_back.is_set() or lost.is_set():
                 return True
             now = time.monotonic()
-            if now - last_poll[0] > 0.25:
+            if dist.is_main and now - last_poll[0] > 0.25:
                 last_poll[0] = now
                 try:
                     last_poll[1] = store.cancel_requested(job_id)
@@ -286,14 +345,21 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
             return bool(last_poll[1])
 
         out = data_dir / "jobs" / job_id / "model.safetensors"
-        trainer = Trainer(cfg, data, out, progress=progress, should_stop=should_stop, progress_seconds=1.0)
+        trainer = Trainer(cfg, data, out, progress=progress, should_stop=should_stop, progress_seconds=1.0,
+                          dist=dist)
         val_pairs = data.val[: cfg.val_images]
         noisy_psnr = mean_psnr_of_noisy(val_pairs)
         start_psnr = trainer.validate() if val_pairs else None  # the untrained (or init) network: before run()
         result = trainer.run(resume=True)  # a NaN or infinite loss raises TrainingDiverged
+        if not dist.is_main:
+            return
         if result.status == "cancelled":
             if lost.is_set():
                 return  # another worker runs the job now: nothing here is ours to write
+            # The step it stopped at, where its checkpoint is: a resumed run reports onwards from there.
+            store.update_progress(job_id, {"step": result.step, "total": cfg.steps,
+                                           "fraction": round(result.step / cfg.steps, 4)},
+                                  reported or job.get("metrics") or {}, lease)
             if handed_back.is_set() and not store.cancel_requested(job_id):
                 store.requeue(job_id, f"handed back at step {result.step} by a stopping worker "
                               f"({socket.gethostname()}): resuming from its checkpoint", lease)
@@ -315,6 +381,8 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
         if noisy_psnr is None:
             note = "; ".join(filter(None, [job.get("note"), "no validation images (a paired dataset): only the "
                                            "finite-loss check guarded this model"]))
+        if dist.active:
+            note = "; ".join(filter(None, [note, f"trained data-parallel in {dist.world_size} processes"]))
         card = json.loads(write_card(out, trainer).read_text())
         card["job_id"] = job_id
         if p.get("init_model"):
@@ -325,10 +393,14 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
             rows.set_active(model_id)
         store.finish(job_id, "succeeded", model_id=model_id, note=note, lease=lease)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
+        if not dist.is_main:
+            raise
         error, note = f"{type(e).__name__}: {e}", traceback.format_exc(limit=3)[-2000:]
         if p.get("init_weights"):  # name the init model by its id, not by its path on this server
             error, note = (t.replace(p["init_weights"], repr(p["init_model"])) for t in (error, note))
         store.finish(job_id, "failed", error=without_paths(error), note=without_paths(note), lease=lease)
+        if dist.active:
+            raise
 
 
 class Scheduler:
@@ -491,15 +563,15 @@ class Scheduler:
     def _launch(self, job: dict[str, Any]) -> mp.process.BaseProcess:
         """Start the training process of a claimed job.
 
-        Hook for data-parallel jobs: a job's ``nproc_per_node`` (the jobs table's column; None or 1 for
-        today's single-process jobs) is where a launcher of N ranks (n2n_core.distributed) will plug in.
-        The worker process that claimed the job stays its recorded owner (``worker_parent``).
+        A data-parallel job (the jobs table's ``nproc_per_node`` > 1; None or 1: one process) gets the
+        same training process, which launches its N ranks (``n2n_core.distributed.launch``) and shares
+        this scheduler's threads among them. The worker process that claimed the job stays its
+        recorded owner (``worker_parent``), the training process its recorded pid.
         """
-        if (job.get("nproc_per_node") or 1) != 1:
-            raise NotImplementedError("data-parallel jobs (nproc_per_node > 1) are not supported yet")
         proc = self._ctx.Process(target=run_job, name=f"n2n-job-{job['id']}", daemon=True,
                                  args=(job["id"], str(self.data_dir), self.device, os.getpid(),
-                                       self.heartbeat_seconds, self.database_url, job["lease"], self.threads))
+                                       self.heartbeat_seconds, self.database_url, job["lease"], self.threads,
+                                       int(job.get("nproc_per_node") or 1)))
         proc.start()
         return proc
 

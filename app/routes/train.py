@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
+from n2n_core.distributed import check_nproc, device_type_of
 from n2n_core.models import arch_of, build, size_multiple
 from n2n_core.noise import noise_from_dict
 from n2n_core.serialize import read_metadata
 
-from ..deps import Authorized, DatasetsDep, RegistryDep, StoreDep
+from ..config import Settings
+from ..deps import Authorized, DatasetsDep, RegistryDep, SettingsDep, StoreDep
 from ..registry import ModelRegistry, UnknownModel
 from ..schemas import Job, Message, TrainRequest
 
@@ -19,7 +21,8 @@ NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
 @router.post("", status_code=202, response_model=Job, dependencies=[Authorized],
              responses={401: {"model": Message}, 422: {"description": "invalid body"}})
 def start(req: TrainRequest, response: Response, store: StoreDep, datasets: DatasetsDep,
-          registry: RegistryDep) -> Job:
+          registry: RegistryDep, settings: SettingsDep) -> Job:
+    _check_processes(req.nproc_per_node, settings)
     if req.dataset != "builtin" and not datasets.exists(req.dataset):
         raise HTTPException(422, f"unknown dataset {req.dataset!r}: use 'builtin' or an id from POST /datasets")
     init_weights = None
@@ -33,6 +36,22 @@ def start(req: TrainRequest, response: Response, store: StoreDep, datasets: Data
     job = store.create(params)
     response.headers["Location"] = f"/train/{job['id']}"
     return Job.from_row(job)
+
+
+def _check_processes(nproc: int, settings: Settings) -> None:
+    """422 when a data-parallel job asks for more processes than a worker host offers: N2N_MAX_NPROC_PER_NODE,
+    else this host's devices (N2N_DEVICE: its GPUs, or its CPU cores)."""
+    if nproc == 1:
+        return
+    if settings.max_nproc_per_node is not None:
+        if nproc > settings.max_nproc_per_node:
+            raise HTTPException(422, f"nproc_per_node={nproc} is more than the {settings.max_nproc_per_node} "
+                                     "processes a worker host offers (N2N_MAX_NPROC_PER_NODE)")
+        return
+    try:
+        check_nproc(nproc, device_type_of(settings.device))
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 def _with_init_arch(req: TrainRequest, registry: ModelRegistry) -> tuple[TrainRequest, str]:

@@ -2,7 +2,19 @@
 // n2n web page: denoise a photo and compare, train a model and watch it learn. No external requests.
 
 const $ = (id) => document.getElementById(id);
-const state = { inputUrl: null, outputUrl: null, name: "photo", job: null, points: [], timer: null };
+const MiB = 1024 * 1024;
+const state = {
+  limits: null,        // GET /limits, once loaded
+  limitsReady: null,   // its promise
+  file: null,          // the latest photo picked (for "Run again")
+  run: null,           // the one denoise run allowed to update the page: {file, ctrl, urls, ...}
+  shown: null,         // {file, width, height} of the result on screen
+  jobs: [],            // GET /train, newest first
+  followed: null,      // id of the training job shown by the chart and the buttons above it
+  points: {},          // job id -> [{step, loss}] polled while the page was open
+  trainTimer: null,
+  modelInfo: {},       // model id -> {date, psnr} known from its training job
+};
 
 function say(el, text, isError = false) {
   el.textContent = text;
@@ -13,109 +25,381 @@ async function errorText(resp) {
   try {
     const body = await resp.json();
     const d = body.detail;
-    return typeof d === "string" ? d : JSON.stringify(d);
+    if (typeof d === "string") return d;
+    if (Array.isArray(d)) return d.map((e) => `${(e.loc || []).slice(1).join(".") || "request"}: ${e.msg}`).join("; ");
+    return JSON.stringify(d);
   } catch (e) {
     return resp.statusText || `HTTP ${resp.status}`;
   }
 }
 
+class UserError extends Error {}  // a message meant for the person at the page, shown as is
+
+const mb = (bytes) => {
+  const v = bytes / MiB;
+  return `${v >= 10 ? Math.round(v) : Number(v.toPrecision(2))} MB`;
+};
+const mp = (pixels) => {
+  const v = pixels / 1e6;
+  return `${v >= 10 ? Math.round(v) : Number(v.toPrecision(2))} megapixels`;
+};
+const ext = (fmt) => (fmt === "jpeg" ? "jpg" : fmt);
+
 // ---------------------------------------------------------------------------------------- models
+function modelDetails(m) {
+  const card = m.card || {};
+  const known = state.modelInfo[m.id] || {};
+  let psnr = null;
+  if (Array.isArray(card.metrics)) {
+    const first = card.metrics.find((x) => x && typeof x.psnr === "number");
+    if (first) psnr = first.psnr;
+  } else if (card.metrics && typeof card.metrics.val_psnr === "number") {
+    psnr = card.metrics.val_psnr;
+  }
+  if (psnr == null && typeof card.val_psnr === "number") psnr = card.val_psnr;
+  if (psnr == null && known.psnr != null) psnr = known.psnr;
+  if (psnr == null && Array.isArray(card.validation_history) && card.validation_history.length) {
+    const last = card.validation_history[card.validation_history.length - 1];
+    if (typeof last.val_psnr === "number") psnr = last.val_psnr;
+  }
+  const stamp = card.created_at || card.trained_at || card.date || m.created_at || known.date;
+  let date = null;
+  if (typeof stamp === "number") date = new Date(stamp * 1000);
+  else if (typeof stamp === "string" && !Number.isNaN(Date.parse(stamp))) date = new Date(stamp);
+  const name = m.name || card.name;
+  const label = name && name !== m.id && name !== "model" ? `${name} (${m.id})` : m.id;
+  const parts = [label];
+  if (card.architecture) parts.push(card.architecture);
+  parts.push(date ? date.toISOString().slice(0, 10) : m.shipped ? "shipped" : "date unknown");
+  if (psnr != null) parts.push(`${psnr.toFixed(2)} dB`);
+  return parts.join(" · ");
+}
+
 async function loadModels() {
   const sel = $("model");
   try {
     const resp = await fetch("/models");
     if (!resp.ok) throw new Error(await errorText(resp));
     const body = await resp.json();
+    const chosen = sel.dataset.touched ? sel.value : null;
     sel.innerHTML = "";
     const init = $("init");
-    const chosen = init.value;
+    const start = init.value;
     init.length = 1;  // keep "a fresh network"
     for (const m of body.models) {
-      const start = document.createElement("option");
-      start.value = m.id;
-      start.textContent = m.id;
-      start.selected = m.id === chosen;
-      init.appendChild(start);
-      const opt = document.createElement("option");
-      opt.value = m.id;
-      const arch = m.card && m.card.architecture ? ` (${m.card.architecture})` : "";
-      opt.textContent = m.id + arch + (m.active ? " — active" : "");
-      opt.selected = m.active;
+      const text = modelDetails(m);
+      const from = new Option(text, m.id, false, m.id === start);
+      init.appendChild(from);
+      const opt = new Option(text + (m.active ? " — active" : ""), m.id);
+      opt.selected = chosen ? m.id === chosen : m.active;
       sel.appendChild(opt);
     }
   } catch (e) {
-    say($("status"), `Could not list models: ${e.message}`, true);
+    say($("status"), `Could not list the models: ${e.message}`, true);
   }
 }
 
+// ---------------------------------------------------------------------------------------- checks
+async function bytesOf(file, start, length) {
+  return new DataView(await file.slice(start, start + length).arrayBuffer());
+}
+
+const ascii = (dv, at, n) => String.fromCharCode(...Array.from({ length: n }, (_, i) => dv.getUint8(at + i)));
+
+/** {format, width, height} from the file's header (width null when not found), or null if it is none of
+ * the formats the service reads. Reads only the header, never the pixels. */
+async function imageInfo(file) {
+  const dv = await bytesOf(file, 0, 64 * 1024);
+  const n = dv.byteLength;
+  const b = (i) => (i < n ? dv.getUint8(i) : -1);
+  if (n >= 8 && b(0) === 0x89 && ascii(dv, 1, 3) === "PNG") {
+    return n >= 24 ? { format: "png", width: dv.getUint32(16), height: dv.getUint32(20) } : { format: "png", width: null };
+  }
+  if (b(0) === 0xff && b(1) === 0xd8) return jpegInfo(file);
+  if (n >= 16 && ascii(dv, 0, 4) === "RIFF" && ascii(dv, 8, 4) === "WEBP") {
+    const kind = ascii(dv, 12, 4);
+    const u24 = (at) => dv.getUint8(at) | (dv.getUint8(at + 1) << 8) | (dv.getUint8(at + 2) << 16);
+    if (kind === "VP8X" && n >= 30) return { format: "webp", width: 1 + u24(24), height: 1 + u24(27) };
+    if (kind === "VP8L" && n >= 25) {
+      const b1 = b(22), b2 = b(23), b3 = b(24);
+      return { format: "webp", width: 1 + (((b1 & 0x3f) << 8) | b(21)),
+               height: 1 + (((b3 & 0xf) << 10) | (b2 << 2) | ((b1 & 0xc0) >> 6)) };
+    }
+    if (kind === "VP8 " && n >= 30) {
+      return { format: "webp", width: dv.getUint16(26, true) & 0x3fff, height: dv.getUint16(28, true) & 0x3fff };
+    }
+    return { format: "webp", width: null };
+  }
+  if (n >= 26 && ascii(dv, 0, 2) === "BM") {
+    const header = dv.getUint32(14, true);
+    if (header === 12) return { format: "bmp", width: dv.getUint16(18, true), height: dv.getUint16(20, true) };
+    return { format: "bmp", width: Math.abs(dv.getInt32(18, true)), height: Math.abs(dv.getInt32(22, true)) };
+  }
+  if (n >= 8 && (ascii(dv, 0, 4) === "II*\0" || ascii(dv, 0, 4) === "MM\0*")) return tiffInfo(file, ascii(dv, 0, 2) === "II");
+  if (n >= 8 && (ascii(dv, 0, 4) === "II+\0" || ascii(dv, 0, 4) === "MM\0+")) return { format: "tiff", width: null };
+  return null;
+}
+
+async function jpegInfo(file) {
+  let pos = 2;
+  for (let hops = 0; hops < 200 && pos + 9 < file.size; hops++) {
+    const dv = await bytesOf(file, pos, 10);
+    if (dv.getUint8(0) !== 0xff) break;
+    const marker = dv.getUint8(1);
+    if (marker === 0xff) { pos += 1; continue; }
+    if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+      return { format: "jpeg", width: dv.getUint16(7), height: dv.getUint16(5) };
+    }
+    if (marker === 0xd9 || marker === 0xda) break;
+    pos += 2 + dv.getUint16(2);
+  }
+  return { format: "jpeg", width: null };
+}
+
+async function tiffInfo(file, little) {
+  try {
+    const ifd = (await bytesOf(file, 4, 4)).getUint32(0, little);
+    const count = (await bytesOf(file, ifd, 2)).getUint16(0, little);
+    const dv = await bytesOf(file, ifd + 2, Math.min(count, 512) * 12);
+    const tags = {};
+    for (let i = 0; i < Math.min(count, 512) && (i + 1) * 12 <= dv.byteLength; i++) {
+      const tag = dv.getUint16(i * 12, little), type = dv.getUint16(i * 12 + 2, little);
+      tags[tag] = type === 3 ? dv.getUint16(i * 12 + 8, little) : dv.getUint32(i * 12 + 8, little);
+    }
+    return { format: "tiff", width: tags[256] ?? null, height: tags[257] ?? null };
+  } catch (e) {
+    return { format: "tiff", width: null };
+  }
+}
+
+function limitsText(lim) {
+  return `photos may be up to ${mb(lim.max_upload_bytes)} and ${mp(lim.max_pixels)}`;
+}
+
+/** Throws a UserError when the photo cannot be sent as it is; returns its header info. */
+async function checkFile(file) {
+  if (!file.size) throw new UserError(`${file.name} is empty (0 bytes): choose a photo file.`);
+  const lim = await state.limitsReady;
+  if (lim && file.size > lim.max_upload_bytes) {
+    throw new UserError(`${file.name} is too large: it is ${mb(file.size)}, and ${limitsText(lim)}.`);
+  }
+  const info = await imageInfo(file);
+  if (!info) {
+    throw new UserError(`${file.name} is not a readable image: choose a PNG, JPEG, TIFF, WebP or BMP file.`);
+  }
+  if (lim && info.width && info.height) {
+    const pixels = info.width * info.height;
+    if (pixels > lim.max_pixels) {
+      throw new UserError(`${file.name} is too large: it is ${info.width}×${info.height} = ${mp(pixels)}, and ` +
+                          `${limitsText(lim)}.`);
+    }
+    const long = Math.max(info.width, info.height), short = Math.max(1, Math.min(info.width, info.height));
+    if (long > lim.max_aspect_ratio * short) {
+      throw new UserError(`${file.name} is ${info.width}×${info.height}: its long side is more than ` +
+                          `${lim.max_aspect_ratio} times its short side. Crop it to a photograph's proportions.`);
+    }
+  }
+  return info;
+}
+
+async function refusal(resp, file) {
+  const detail = await errorText(resp);
+  if (resp.status === 413) {
+    const lim = await state.limitsReady;
+    return `${file.name} is too large: ${lim ? limitsText(lim) : detail}.`;
+  }
+  if (resp.status === 503) return `The service is busy; try again in a moment (${detail}).`;
+  return `Could not denoise ${file.name}: ${detail}`;
+}
+
 // ---------------------------------------------------------------------------------------- denoise
-async function denoiseFile(file) {
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(t); reject(new DOMException("aborted", "AbortError")); },
+                            { once: true });
+  });
+}
+
+function objectUrl(run, blob) {
+  const url = URL.createObjectURL(blob);
+  run.urls.push(url);
+  return url;
+}
+
+function dropRun(run) {
+  if (!run) return;
+  run.ctrl.abort();
+  clearInterval(run.ticker);
+  if (run !== state.shownRun) run.urls.forEach((u) => URL.revokeObjectURL(u));
+}
+
+function clearResult() {
+  $("viewer").hidden = true;
+  for (const id of ["before", "after"]) $(id).removeAttribute("src");
+  $("download").removeAttribute("href");
+  if (state.shownRun) state.shownRun.urls.forEach((u) => URL.revokeObjectURL(u));
+  state.shownRun = null;
+}
+
+function showWork(run, on) {
+  if (run !== state.run) return;
+  $("work").hidden = !on;
+  if (!on) return;
+  const bar = $("denoise-progress");
+  if (run.job) {
+    bar.value = run.fraction || 0;
+  } else {
+    bar.removeAttribute("value");  // indeterminate: a single request tells nothing until it ends
+  }
+  const secs = Math.round((performance.now() - run.t0) / 1000);
+  const tiles = run.job && run.tiles ? `${run.tiles.done} of ${run.tiles.total} tiles, ` : "";
+  $("work-text").textContent = run.job ? `${run.stage || "queued"}: ${tiles}${secs} s` : `${secs} s`;
+}
+
+/** Denoise ``file``: the latest call wins; an earlier one still running is aborted and never touches the page. */
+async function denoise(file) {
   if (!file) return;
-  state.name = file.name.replace(/\.[^.]+$/, "") || "photo";
-  if (state.inputUrl) URL.revokeObjectURL(state.inputUrl);
-  state.inputUrl = URL.createObjectURL(file);
-  say($("status"), `Denoising ${file.name} (${(file.size / 1e6).toFixed(1)} MB)…`);
-  const fmt = $("format").value;
-  const params = new URLSearchParams({ format: fmt });
-  if ($("model").value) params.set("model", $("model").value);
+  dropRun(state.run);
+  clearResult();
+  state.file = file;
+  $("rerun").disabled = false;
+  const run = { file, ctrl: new AbortController(), urls: [], t0: performance.now(), format: $("format").value,
+                model: $("model").value, job: false };
+  state.run = run;
+  const current = () => state.run === run;
+  say($("status"), `Checking ${file.name}…`);
+  try {
+    const info = await checkFile(file);
+    if (!current()) return;
+    const lim = state.limits;
+    run.job = Boolean(lim && info.width && info.height && info.width * info.height > lim.page_job_pixels);
+    say($("status"), `Denoising ${file.name} (${mb(file.size)}${info.width ? `, ${info.width}×${info.height}` : ""})…`);
+    showWork(run, true);
+    run.ticker = setInterval(() => showWork(run, true), 1000);
+    const [beforeUrl, out] = await Promise.all([beforeOf(run), run.job ? viaJob(run) : viaRequest(run)]);
+    if (!current()) return;
+    await show(run, beforeUrl, out);
+  } catch (e) {
+    if (!current() || e.name === "AbortError") return;
+    const msg = e instanceof UserError ? e.message
+      : e instanceof TypeError ? `The service could not be reached: ${e.message}` : `Could not denoise ${file.name}: ${e.message}`;
+    fail(run, msg);
+  } finally {
+    clearInterval(run.ticker);
+    if (current()) showWork(run, false);
+  }
+}
+
+function fail(run, message) {
+  if (run !== state.run) return;
+  run.ctrl.abort();
+  clearResult();
+  say($("status"), message, true);
+}
+
+function query(run) {
+  const params = new URLSearchParams({ format: run.format });
+  if (run.model) params.set("model", run.model);
+  return params;
+}
+
+function upload(file) {
   const form = new FormData();
   form.append("file", file);
-  const t0 = performance.now();
-  let resp;
-  try {
-    resp = await fetch(`/denoise?${params}`, { method: "POST", body: form });
-  } catch (e) {
-    say($("status"), `The service could not be reached: ${e.message}`, true);
-    return;
-  }
-  if (!resp.ok) {
-    const detail = await errorText(resp);
-    const what = { 400: "This file is not a readable image", 413: "This photo is too large",
-                   415: "This file type is not supported", 503: "The service is busy; try again in a moment" }[resp.status];
-    say($("status"), `${what || "Denoising failed"}: ${detail}`, true);
-    return;
-  }
+  return form;
+}
+
+async function viaRequest(run) {
+  const resp = await fetch(`/denoise?${query(run)}`, { method: "POST", body: upload(run.file), signal: run.ctrl.signal });
+  if (!resp.ok) throw new UserError(await refusal(resp, run.file));
   const blob = await resp.blob();
-  if (state.outputUrl) URL.revokeObjectURL(state.outputUrl);
-  state.outputUrl = URL.createObjectURL(blob);
-  const before = $("before"), after = $("after");
-  await Promise.all([loadImg(after, state.outputUrl), loadImg(before, state.inputUrl)]);
-  const dl = $("download");
-  dl.href = state.outputUrl;
-  dl.download = `${state.name}-denoised.${fmt === "jpeg" ? "jpg" : fmt}`;
-  $("viewer").hidden = false;
-  applyZoom();
-  const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  say($("status"), `Done in ${secs} s with model ${resp.headers.get("X-Model-Id") || "?"}: ` +
-      `${after.naturalWidth}×${after.naturalHeight} pixels.`);
+  return { url: objectUrl(run, blob), model: resp.headers.get("X-Model-Id") };
+}
+
+async function viaJob(run) {
+  const signal = run.ctrl.signal;
+  const resp = await fetch(`/denoise/jobs?${query(run)}`, { method: "POST", body: upload(run.file), signal });
+  if (!resp.ok) throw new UserError(await refusal(resp, run.file));
+  const { id } = await resp.json();
+  run.jobId = id;
+  for (let wait = 250; ; wait = Math.min(1000, wait * 1.5)) {
+    await sleep(wait, signal);
+    const r = await fetch(`/denoise/jobs/${id}`, { signal, cache: "no-store" });
+    if (!r.ok) throw new UserError(`Lost track of the denoising of ${run.file.name}: ${await errorText(r)}`);
+    const job = await r.json();
+    run.stage = job.status;
+    run.tiles = job.progress;
+    run.fraction = job.status === "succeeded" ? 1 : job.progress.fraction;
+    showWork(run, true);
+    if (job.status === "failed") throw new UserError(`Could not denoise ${run.file.name}: ${job.error}`);
+    if (job.status === "succeeded") break;
+  }
+  const res = await fetch(`/denoise/jobs/${id}/result`, { signal, cache: "no-store" });
+  if (!res.ok) throw new UserError(`Could not fetch the result for ${run.file.name}: ${await errorText(res)}`);
+  return { url: objectUrl(run, await res.blob()), model: res.headers.get("X-Model-Id") };
+}
+
+function decodes(url) {
+  const img = new Image();
+  img.src = url;
+  return img.decode().then(() => true, () => false);
+}
+
+/** A URL of the photo as sent, which this browser can display: the file itself, or (TIFF and whatever else it
+ * cannot decode) an 8-bit PNG of its decoded pixels from the server. */
+async function beforeOf(run) {
+  const own = objectUrl(run, run.file);
+  if (await decodes(own)) return own;
+  if (state.run !== run) throw new DOMException("stale", "AbortError");
+  const resp = await fetch("/preview", { method: "POST", body: upload(run.file), signal: run.ctrl.signal });
+  if (!resp.ok) throw new UserError(await refusal(resp, run.file));
+  return objectUrl(run, await resp.blob());
 }
 
 function loadImg(img, url) {
   return new Promise((resolve) => {
-    img.onload = () => resolve();
-    img.onerror = () => resolve();
+    img.onload = () => resolve(true);
+    img.onerror = () => resolve(false);
     img.src = url;
   });
 }
 
-function applyZoom() {
-  const z = $("zoom").value, stage = $("stage"), frame = $("frame");
-  const after = $("after"), before = $("before");
-  stage.classList.toggle("fit", z === "fit");
-  frame.classList.toggle("pixelated", z !== "fit" && Number(z) >= 2);
-  if (z === "fit") {
-    after.style.width = "";
-  } else {
-    after.style.width = `${after.naturalWidth * Number(z)}px`;
+async function show(run, beforeUrl, out) {
+  const before = $("before"), after = $("after");
+  const [okAfter, okBefore] = await Promise.all([loadImg(after, out.url), loadImg(before, beforeUrl)]);
+  if (run !== state.run) return;
+  if (!okAfter || !okBefore) {
+    fail(run, `This browser cannot display the ${okAfter ? "photo" : "result"} of ${run.file.name}.`);
+    return;
   }
-  before.style.width = `${after.getBoundingClientRect().width}px`;
-  applySplit();
+  state.shownRun = run;
+  const base = run.file.name.replace(/\.[^.]+$/, "") || "photo";
+  const dl = $("download");
+  dl.href = out.url;
+  dl.download = `${base}-denoised.${ext(run.format)}`;
+  const w = after.naturalWidth, h = after.naturalHeight;
+  const same = state.shown && state.shown.file === run.file && state.shown.width === w && state.shown.height === h;
+  state.shown = { file: run.file, width: w, height: h };
+  $("stage").setAttribute("aria-label", `Before and after comparison of ${run.file.name}`);
+  $("viewer").hidden = false;
+  if (same) layout(); else resetView(w, h);
+  const secs = ((performance.now() - run.t0) / 1000).toFixed(1);
+  say($("status"), `Done: ${run.file.name}, ${w}×${h} pixels, denoised by model ${out.model || "?"} in ${secs} s` +
+      (run.job ? " (as a background job)." : "."));
 }
 
-function applySplit() {
-  const v = Number($("split").value);
-  $("before-clip").style.width = `${v}%`;
-  $("line").style.left = `${v}%`;
+function cancelDenoise() {
+  const run = state.run;
+  if (!run) return;
+  state.run = null;
+  dropRun(run);
+  $("work").hidden = true;
+  say($("status"), `Cancelled ${run.file.name}.`);
+}
+
+function rerun() {
+  if (state.file) denoise(state.file);
 }
 
 function setupDrop() {
@@ -128,7 +412,237 @@ function setupDrop() {
   }
   drop.addEventListener("drop", (e) => {
     const file = e.dataTransfer && e.dataTransfer.files[0];
-    if (file) denoiseFile(file);
+    if (file) denoise(file);
+  });
+}
+
+// ---------------------------------------------------------------------------------------- viewer
+// view.scale: CSS pixels per image pixel (100% = one image pixel per device pixel = 1 / devicePixelRatio);
+// view.x, view.y: where the photo's top left corner sits in the stage (CSS pixels); view.split: where the
+// line is, as a fraction of the part of the photo in view, so that it can never leave the view.
+const view = { w: 0, h: 0, scale: 1, x: 0, y: 0, fit: true, split: 0.5, fitScale: 1 };
+const MIN_STAGE = 120;
+const dpr = () => window.devicePixelRatio || 1;
+
+function stageSize() {
+  const stage = $("stage");
+  return { W: stage.clientWidth, H: stage.clientHeight };
+}
+
+/** Size the stage to the photo at fit (so that no empty band sits under it) and compute the fit scale. */
+function layout() {
+  if (!view.w) return;
+  const stage = $("stage");
+  const W = stage.clientWidth;
+  const maxH = Math.max(MIN_STAGE, Math.round(window.innerHeight * 0.75));
+  const s = Math.min(W / view.w, maxH / view.h, 1 / dpr());
+  const H = Math.max(MIN_STAGE, Math.min(maxH, Math.round(view.h * s)));
+  stage.style.height = `${H + stage.offsetHeight - stage.clientHeight}px`;  // border-box: H inside the borders
+  view.fitScale = Math.min(W / view.w, H / view.h, 1 / dpr());
+  if (view.fit) view.scale = view.fitScale;
+  render();
+}
+
+function resetView(w, h) {
+  Object.assign(view, { w, h, fit: true });
+  layout();
+}
+
+function clampView() {
+  const { W, H } = stageSize();
+  const dw = view.w * view.scale, dh = view.h * view.scale;
+  view.x = dw <= W ? (W - dw) / 2 : Math.min(0, Math.max(W - dw, view.x));
+  view.y = dh <= H ? (H - dh) / 2 : Math.min(0, Math.max(H - dh, view.y));
+}
+
+function visible() {
+  const { W, H } = stageSize();
+  const dw = view.w * view.scale, dh = view.h * view.scale;
+  return { left: Math.max(0, view.x), right: Math.min(W, view.x + dw),
+           top: Math.max(0, view.y), bottom: Math.min(H, view.y + dh), dw, dh };
+}
+
+function render() {
+  if (!view.w) return;
+  if (view.fit) view.scale = view.fitScale;
+  clampView();
+  const d = dpr();
+  view.x = Math.round(view.x * d) / d;
+  view.y = Math.round(view.y * d) / d;
+  const vis = visible();
+  for (const id of ["after", "before"]) {
+    const img = $(id);
+    img.style.width = `${vis.dw}px`;
+    img.style.height = `${vis.dh}px`;
+  }
+  $("frame").style.transform = `translate(${view.x}px, ${view.y}px)`;
+  const stage = $("stage");
+  stage.classList.toggle("pixelated", view.scale * d > 1.0001);
+  stage.style.touchAction = view.fit ? "pan-y" : "none";  // at fit a vertical swipe still scrolls the page
+  const lineX = vis.left + view.split * (vis.right - vis.left);
+  const cut = Math.min(vis.dw, Math.max(0, lineX - view.x));
+  $("before").style.clipPath = `inset(0px ${vis.dw - cut}px 0px 0px)`;
+  const line = $("line");
+  line.style.left = `${lineX}px`;
+  line.style.top = `${vis.top}px`;
+  line.style.height = `${vis.bottom - vis.top}px`;
+  const half = $("handle").offsetWidth / 2 + 2, W = stageSize().W;  // the handle stays wholly in view
+  const shift = Math.max(0, half - lineX) - Math.max(0, lineX + half - W);
+  $("handle").style.transform = shift ? `translateX(${shift}px)` : "";
+  const pct = Math.round(view.split * 100);
+  const split = $("split");
+  if (Number(split.value) !== pct) split.value = String(pct);
+  split.setAttribute("aria-valuetext", `${pct} % before`);
+  syncZoomSelect();
+}
+
+function syncZoomSelect() {
+  const sel = $("zoom"), custom = $("zoom-custom");
+  const pct = view.scale * dpr() * 100;
+  if (view.fit) {
+    sel.value = "fit";
+  } else {
+    const preset = [...sel.options].find((o) => o.value !== "fit" && o.value !== "custom" &&
+                                              Math.abs(Number(o.value) * 100 - pct) < 0.5);
+    if (preset) {
+      sel.value = preset.value;
+    } else {
+      custom.textContent = `${Math.round(pct)}%`;
+      sel.value = "custom";
+    }
+  }
+}
+
+/** Zoom to ``scale`` keeping the photo's point under stage coordinates (px, py) where it is. */
+function zoomAt(scale, px, py) {
+  const min = Math.min(view.fitScale, 1 / dpr()), max = 32 / dpr();
+  const s = Math.min(max, Math.max(min, scale));
+  const ix = (px - view.x) / view.scale, iy = (py - view.y) / view.scale;
+  view.fit = false;
+  view.scale = s;
+  view.x = px - ix * s;
+  view.y = py - iy * s;
+  if (Math.abs(s - view.fitScale) < 1e-9) view.fit = true;
+  render();
+}
+
+function zoomCentre(scale) {
+  const { W, H } = stageSize();
+  zoomAt(scale, W / 2, H / 2);
+}
+
+function onZoomSelect() {
+  const z = $("zoom").value;
+  if (z === "fit") {
+    view.fit = true;
+    render();
+  } else if (z !== "custom") {
+    zoomCentre(Number(z) / dpr());
+  }
+}
+
+function stagePoint(e) {
+  const r = $("stage").getBoundingClientRect();
+  return { x: e.clientX - r.left - $("stage").clientLeft, y: e.clientY - r.top - $("stage").clientTop };
+}
+
+function splitFromX(x) {
+  const vis = visible();
+  if (vis.right <= vis.left) return;
+  view.split = Math.min(1, Math.max(0, (x - vis.left) / (vis.right - vis.left)));
+  render();
+}
+
+function flip() {
+  view.split = view.split < 1 ? 1 : 0;
+  render();
+}
+
+function setupViewer() {
+  const stage = $("stage");
+  const pointers = new Map();
+  let gesture = null;
+  const pinch = () => {
+    const [a, b] = [...pointers.values()];
+    return { d: Math.hypot(a.x - b.x, a.y - b.y) || 1, x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 };
+  };
+  stage.addEventListener("pointerdown", (e) => {
+    if (e.pointerType === "mouse" && e.button !== 0) return;
+    e.preventDefault();
+    stage.focus({ preventScroll: true });
+    try { stage.setPointerCapture(e.pointerId); } catch (err) { /* a synthetic pointer */ }
+    pointers.set(e.pointerId, stagePoint(e));
+    if (pointers.size === 1) {
+      const p = stagePoint(e);
+      gesture = e.target.closest("#line") ? { kind: "split" }
+        : { kind: "pan", x0: p.x, y0: p.y, vx: view.x, vy: view.y };
+      stage.classList.toggle("dragging", gesture.kind === "pan");
+    } else if (pointers.size === 2) {
+      gesture = { kind: "pinch", start: pinch(), scale: view.scale };
+    }
+  });
+  stage.addEventListener("pointermove", (e) => {
+    if (!pointers.has(e.pointerId) || !gesture) return;
+    pointers.set(e.pointerId, stagePoint(e));
+    const p = stagePoint(e);
+    if (gesture.kind === "split") {
+      splitFromX(p.x);
+    } else if (gesture.kind === "pan") {
+      view.fit = false;
+      view.x = gesture.vx + (p.x - gesture.x0);
+      view.y = gesture.vy + (p.y - gesture.y0);
+      if (view.scale === view.fitScale) view.fit = true;
+      render();
+    } else if (gesture.kind === "pinch" && pointers.size >= 2) {
+      const now = pinch();
+      zoomAt(gesture.scale * (now.d / gesture.start.d), now.x, now.y);
+    }
+  });
+  const end = (e) => {
+    pointers.delete(e.pointerId);
+    if (pointers.size === 1 && gesture && gesture.kind === "pinch") {
+      const [p] = pointers.values();
+      gesture = { kind: "pan", x0: p.x, y0: p.y, vx: view.x, vy: view.y };
+    } else if (!pointers.size) {
+      gesture = null;
+      stage.classList.remove("dragging");
+    }
+  };
+  stage.addEventListener("pointerup", end);
+  stage.addEventListener("pointercancel", end);
+  stage.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const p = stagePoint(e);
+    const step = e.deltaMode === 1 ? 0.05 : e.deltaMode === 2 ? 1 : 0.002;
+    zoomAt(view.scale * Math.exp(-e.deltaY * step), p.x, p.y);
+  }, { passive: false });
+  stage.addEventListener("keydown", (e) => {
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    const { W, H } = stageSize();
+    const pan = (dx, dy) => { view.fit = false; view.x += dx; view.y += dy; render(); };
+    const keys = {
+      b: flip, B: flip,
+      "+": () => zoomCentre(view.scale * 1.5), "=": () => zoomCentre(view.scale * 1.5),
+      "-": () => zoomCentre(view.scale / 1.5), "0": () => { view.fit = true; render(); },
+      "1": () => zoomCentre(1 / dpr()),
+      ArrowLeft: () => pan(W / 10, 0), ArrowRight: () => pan(-W / 10, 0),
+      ArrowUp: () => pan(0, H / 10), ArrowDown: () => pan(0, -H / 10),
+    };
+    const act = keys[e.key];
+    if (act) {
+      e.preventDefault();
+      act();
+    }
+  });
+  $("split").addEventListener("input", () => {
+    view.split = Number($("split").value) / 100;
+    render();
+  });
+  $("flip").addEventListener("click", flip);
+  $("zoom").addEventListener("change", onZoomSelect);
+  window.addEventListener("resize", () => {
+    if (!$("viewer").hidden) layout();
+    drawFollowed();
   });
 }
 
@@ -146,6 +660,8 @@ const NOISE = {
   "g0-50": { kind: "gaussian", sigma_range: [0, 50] },
   p30: { kind: "poisson", lam: 30 },
 };
+const FINISHED = ["succeeded", "failed", "cancelled"];
+const RECENT_JOBS = 6;
 
 async function uploadZip(file) {
   say($("train-status"), `Uploading ${file.name}…`);
@@ -163,13 +679,16 @@ async function uploadZip(file) {
   return info.id;
 }
 
+function needToken(what) {
+  if (token()) return false;
+  say($("train-status"), `Enter the API token (N2N_API_TOKEN) first to ${what}.`, true);
+  $("token").focus();
+  return true;
+}
+
 async function startTraining(ev) {
   ev.preventDefault();
-  if (!token()) {
-    say($("train-status"), "Enter the API token (N2N_API_TOKEN) first.", true);
-    $("token").focus();
-    return;
-  }
+  if (needToken("start training")) return;
   sessionStorage.setItem("n2n-token", token());
   try {
     let dataset = $("dataset").value;
@@ -181,105 +700,260 @@ async function startTraining(ev) {
                                          headers: authHeaders({ "Content-Type": "application/json" }) });
     if (!resp.ok) throw new Error(await errorText(resp));
     const job = await resp.json();
-    state.job = job;
-    state.points = [];
-    $("cancel").disabled = false;
-    $("activate").disabled = true;
-    $("start").disabled = true;
+    state.followed = job.id;
+    state.points[job.id] = [];
     say($("train-status"), `Job ${job.id} queued.`);
-    poll();
+    await refreshJobs();
   } catch (e) {
     say($("train-status"), `Could not start training: ${e.message}`, true);
   }
 }
 
-async function poll() {
-  clearTimeout(state.timer);
-  if (!state.job) return;
-  try {
-    const resp = await fetch(`/train/${state.job.id}`);
-    if (!resp.ok) throw new Error(await errorText(resp));
-    const job = await resp.json();
-    state.job = job;
-    const p = job.progress, m = job.metrics || {};
-    $("progress").value = p.fraction;
-    if (m.loss != null && (!state.points.length || state.points[state.points.length - 1].step !== p.step)) {
-      state.points.push({ step: p.step, loss: m.loss });
-    }
-    drawChart(state.points, (m.history || []).filter((h) => h.val_psnr != null));
-    const psnr = m.val_psnr != null ? `, validation PSNR ${m.val_psnr.toFixed(2)} dB` : "";
-    const loss = m.loss != null ? `, loss ${Number(m.loss).toPrecision(3)}` : "";
-    const done = ["succeeded", "failed", "cancelled"].includes(job.status);
-    say($("train-status"), `Job ${job.id}: ${job.status}, step ${p.step} of ${p.total}${loss}${psnr}` +
-        (job.error ? ` — ${job.error}` : "") + (job.model_id ? ` — model ${job.model_id}` : ""), job.status === "failed");
-    if (done) {
-      $("cancel").disabled = true;
-      $("start").disabled = false;
-      $("activate").disabled = job.status !== "succeeded";
-      return;
-    }
-  } catch (e) {
-    say($("train-status"), `Lost track of the job: ${e.message}`, true);
+function jobLine(job) {
+  const p = job.progress, m = job.metrics || {};
+  const psnr = m.val_psnr != null ? `, validation PSNR ${Number(m.val_psnr).toFixed(2)} dB` : "";
+  const loss = m.loss != null ? `, loss ${Number(m.loss).toPrecision(3)}` : "";
+  return `Job ${job.id}: ${job.status}, step ${p.step} of ${p.total}${loss}${psnr}` +
+    (job.error ? ` — ${job.error}` : "") + (job.model_id ? ` — model ${job.model_id}` : "");
+}
+
+function shownJobs() {
+  const active = state.jobs.filter((j) => !FINISHED.includes(j.status));
+  const recent = state.jobs.filter((j) => FINISHED.includes(j.status)).slice(0, Math.max(0, RECENT_JOBS - active.length));
+  const list = [...active, ...recent];
+  const followed = state.jobs.find((j) => j.id === state.followed);
+  if (followed && !list.includes(followed)) list.unshift(followed);
+  return list;
+}
+
+function jobItem(ul, job) {
+  let li = ul.querySelector(`li[data-job="${CSS.escape(job.id)}"]`);
+  if (!li) {
+    li = document.createElement("li");
+    li.dataset.job = job.id;
+    const text = document.createElement("span");
+    text.className = "job-text";
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.setAttribute("aria-label", `progress of job ${job.id}`);
+    const actions = document.createElement("div");
+    actions.className = "job-actions";
+    li.append(text, bar, actions);
   }
-  state.timer = setTimeout(poll, 1000);
+  return li;
 }
 
-async function cancelTraining() {
-  if (!state.job) return;
-  const resp = await fetch(`/train/${state.job.id}/cancel`, { method: "POST", headers: authHeaders() });
-  if (!resp.ok) say($("train-status"), `Could not cancel: ${await errorText(resp)}`, true);
-  poll();
+/** The job list, updated in place (a button being clicked is never replaced under the pointer). */
+function renderJobs() {
+  const ul = $("jobs");
+  const list = shownJobs();
+  $("jobs-empty").hidden = list.length > 0;
+  const items = list.map((job) => {
+    const li = jobItem(ul, job);
+    li.dataset.status = job.status;
+    li.classList.toggle("followed", job.id === state.followed);
+    li.querySelector(".job-text").textContent = jobLine(job);
+    li.querySelector("progress").value = job.progress.fraction;
+    const actions = li.querySelector(".job-actions");
+    const signature = `${job.status}|${job.id === state.followed}|${job.model_id || ""}`;
+    if (actions.dataset.signature !== signature) {
+      actions.dataset.signature = signature;
+      actions.replaceChildren();
+      const button = (label, cls, onClick, aria) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = cls;
+        b.textContent = label;
+        b.setAttribute("aria-label", aria);
+        b.addEventListener("click", onClick);
+        actions.appendChild(b);
+      };
+      if (job.id !== state.followed) button("Show", "show", () => follow(job.id), `show job ${job.id} in the chart`);
+      if (!FINISHED.includes(job.status)) button("Cancel", "cancel", () => cancelJob(job.id), `cancel job ${job.id}`);
+      if (job.status === "succeeded" && job.model_id) {
+        button("Use this model", "activate", () => activateModel(job.model_id), `use model ${job.model_id} for denoising`);
+      }
+    }
+    return li;
+  });
+  items.forEach((li, i) => { if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null); });
+  while (ul.children.length > items.length) ul.lastElementChild.remove();
 }
 
-async function activateModel() {
-  if (!state.job || !state.job.model_id) return;
-  const resp = await fetch(`/models/${state.job.model_id}/activate`, { method: "POST", headers: authHeaders() });
-  if (!resp.ok) {
-    say($("train-status"), `Could not activate: ${await errorText(resp)}`, true);
+function follow(id) {
+  state.followed = id;
+  renderJobs();
+  renderFollowed();
+}
+
+function followedJob() {
+  return state.jobs.find((j) => j.id === state.followed) || null;
+}
+
+function renderFollowed() {
+  const job = followedJob();
+  if (!job) {
+    $("cancel").disabled = true;
+    $("activate").disabled = true;
+    drawChart([], [], 1);
     return;
   }
-  say($("train-status"), `Model ${state.job.model_id} now answers /denoise.`);
+  const p = job.progress, m = job.metrics || {};
+  $("progress").value = p.fraction;
+  const pts = (state.points[job.id] = state.points[job.id] || []);
+  if (m.loss != null && (!pts.length || pts[pts.length - 1].step !== p.step)) pts.push({ step: p.step, loss: m.loss });
+  say($("train-status"), jobLine(job), job.status === "failed");
+  $("cancel").disabled = FINISHED.includes(job.status);
+  $("activate").disabled = !(job.status === "succeeded" && job.model_id);
+  drawFollowed();
+}
+
+function drawFollowed() {
+  const job = followedJob();
+  if (!job) {
+    drawChart([], [], 1);
+    return;
+  }
+  const history = ((job.metrics || {}).history || []).filter((h) => h && h.step != null);
+  const byStep = new Map();
+  for (const h of history) if (h.loss != null) byStep.set(h.step, { step: h.step, loss: h.loss });
+  for (const p of state.points[job.id] || []) byStep.set(p.step, p);
+  const loss = [...byStep.values()].sort((a, b) => a.step - b.step);
+  drawChart(loss, history.filter((h) => h.val_psnr != null), job.progress.total || 1);
+}
+
+async function refreshJobs() {
+  clearTimeout(state.trainTimer);
+  try {
+    const resp = await fetch("/train", { cache: "no-store" });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    state.jobs = await resp.json();
+    const before = state.modelInfo;
+    for (const j of state.jobs) {
+      if (j.model_id && !before[j.model_id]) {
+        before[j.model_id] = { date: j.finished_at, psnr: j.metrics && j.metrics.val_psnr != null ? j.metrics.val_psnr : null };
+        state.modelsStale = true;
+      }
+    }
+    if (!state.followed || !state.jobs.some((j) => j.id === state.followed)) {
+      const active = state.jobs.find((j) => !FINISHED.includes(j.status));
+      state.followed = (active || state.jobs[0] || {}).id || null;
+    }
+    renderJobs();
+    renderFollowed();
+    if (state.modelsStale) {
+      state.modelsStale = false;
+      loadModels();
+    }
+  } catch (e) {
+    say($("train-status"), `Could not list the training jobs: ${e.message}`, true);
+  }
+  if (state.jobs.some((j) => !FINISHED.includes(j.status))) state.trainTimer = setTimeout(refreshJobs, 1000);
+}
+
+async function cancelJob(id) {
+  if (!id || needToken("cancel a job")) return;
+  const resp = await fetch(`/train/${id}/cancel`, { method: "POST", headers: authHeaders() });
+  if (!resp.ok) say($("train-status"), `Could not cancel job ${id}: ${await errorText(resp)}`, true);
+  await refreshJobs();
+}
+
+async function activateModel(modelId) {
+  if (!modelId || needToken("switch models")) return;
+  const resp = await fetch(`/models/${modelId}/activate`, { method: "POST", headers: authHeaders() });
+  if (!resp.ok) {
+    say($("train-status"), `Could not activate model ${modelId}: ${await errorText(resp)}`, true);
+    return;
+  }
+  say($("train-status"), `Model ${modelId} now answers /denoise.`);
+  delete $("model").dataset.touched;
   await loadModels();
 }
 
-function drawChart(lossPts, psnrPts) {
-  const c = $("chart"), ctx = c.getContext("2d");
-  const W = c.width, H = c.height, pad = 36;
-  ctx.clearRect(0, 0, W, H);
+/** The chart, drawn at the canvas's displayed size times devicePixelRatio, so its 12-px text stays 12 px on a
+ * phone. Labels sit outside the plot; a flat series sits mid-height, never on the frame. The plot's rectangle
+ * (CSS pixels) is left in data-plot. */
+function drawChart(lossPts, psnrPts, total = 1) {
+  const c = $("chart");
+  const d = dpr();
+  const cssW = Math.max(1, Math.round(c.clientWidth || 640)), cssH = Math.max(1, Math.round(c.clientHeight || 220));
+  if (c.width !== Math.round(cssW * d) || c.height !== Math.round(cssH * d)) {
+    c.width = Math.round(cssW * d);
+    c.height = Math.round(cssH * d);
+  }
+  const ctx = c.getContext("2d");
+  ctx.setTransform(d, 0, 0, d, 0, 0);
+  ctx.clearRect(0, 0, cssW, cssH);
   ctx.font = "12px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  const range = (pts, key, log) => {
+    if (!pts.length) return null;
+    const vals = pts.map((p) => (log ? Math.log10(Math.max(p[key], 1e-12)) : p[key]));
+    let lo = Math.min(...vals), hi = Math.max(...vals);
+    const span = hi - lo;
+    const padBy = span > 1e-9 ? span * 0.1 : Math.max(Math.abs(hi) * 0.05, 0.5);
+    return { vals, dataLo: lo, dataHi: hi, lo: lo - padBy, hi: hi + padBy, log };
+  };
+  const lossR = range(lossPts, "loss", true), psnrR = range(psnrPts, "val_psnr", false);
+  const fmt = (r, v) => (r.log ? (10 ** v).toPrecision(3) : v.toFixed(2));
+  const width = (r) => (r ? Math.max(ctx.measureText(fmt(r, r.dataHi)).width, ctx.measureText(fmt(r, r.dataLo)).width) : 0);
+  const left = Math.ceil(Math.max(width(lossR), 8)) + 10, right = Math.ceil(Math.max(width(psnrR), 8)) + 10;
+  const top = 10, bottom = 22;
+  const plot = { x: left, y: top, w: Math.max(10, cssW - left - right), h: Math.max(10, cssH - top - bottom) };
+  c.dataset.plot = JSON.stringify(plot);
+  ctx.strokeStyle = "#d7dbe0";
+  ctx.lineWidth = 1;
+  ctx.strokeRect(plot.x + 0.5, plot.y + 0.5, plot.w - 1, plot.h - 1);
   ctx.fillStyle = "#5b6470";
-  ctx.fillText("loss (blue, log scale) and validation PSNR (orange) by step", pad, 14);
-  const total = (state.job && state.job.progress.total) || 1;
-  const x = (s) => pad + (W - 2 * pad) * (s / total);
-  const series = (pts, key, color, logScale) => {
-    if (!pts.length) return;
-    const vals = pts.map((p) => (logScale ? Math.log10(p[key]) : p[key]));
-    const lo = Math.min(...vals), hi = Math.max(...vals), span = hi - lo || 1;
-    const y = (v) => H - pad - (H - 2 * pad) * ((v - lo) / span);
+  if (lossPts.length || psnrPts.length) {
+    ctx.textAlign = "left";
+    ctx.fillText("step 0", plot.x, plot.y + plot.h + 11);
+    ctx.textAlign = "right";
+    ctx.fillText(`${total}`, plot.x + plot.w, plot.y + plot.h + 11);
+  }
+  const x = (s) => plot.x + plot.w * Math.min(1, Math.max(0, s / (total || 1)));
+  const series = (pts, r, color, side) => {
+    if (!r) return;
+    const y = (v) => plot.y + plot.h - plot.h * ((v - r.lo) / (r.hi - r.lo));
     ctx.strokeStyle = color;
     ctx.fillStyle = color;
+    ctx.lineWidth = 2;
     ctx.beginPath();
-    pts.forEach((p, i) => (i ? ctx.lineTo(x(p.step), y(vals[i])) : ctx.moveTo(x(p.step), y(vals[i]))));
+    pts.forEach((p, i) => (i ? ctx.lineTo(x(p.step), y(r.vals[i])) : ctx.moveTo(x(p.step), y(r.vals[i]))));
     ctx.stroke();
-    pts.forEach((p, i) => ctx.fillRect(x(p.step) - 2, y(vals[i]) - 2, 4, 4));
-    ctx.fillText(`${(logScale ? 10 ** hi : hi).toPrecision(3)}`, key === "loss" ? 2 : W - pad + 2, y(hi) + 4);
-    ctx.fillText(`${(logScale ? 10 ** lo : lo).toPrecision(3)}`, key === "loss" ? 2 : W - pad + 2, y(lo) + 4);
+    pts.forEach((p, i) => ctx.fillRect(x(p.step) - 2, y(r.vals[i]) - 2, 4, 4));
+    ctx.fillStyle = "#3d444d";
+    ctx.textAlign = side === "left" ? "right" : "left";
+    const tx = side === "left" ? plot.x - 6 : plot.x + plot.w + 6;
+    const yHi = y(r.dataHi), yLo = y(r.dataLo);
+    ctx.fillText(fmt(r, r.dataHi), tx, yHi);
+    if (Math.abs(yLo - yHi) >= 14) ctx.fillText(fmt(r, r.dataLo), tx, yLo);
   };
-  ctx.strokeStyle = "#d7dbe0";
-  ctx.strokeRect(pad, pad, W - 2 * pad, H - 2 * pad);
-  series(lossPts, "loss", "#0b5fff", true);
-  series(psnrPts, "val_psnr", "#e8710a", false);
+  series(lossPts, lossR, "#0b5fff", "left");
+  series(psnrPts, psnrR, "#c2410c", "right");
 }
 
 // ---------------------------------------------------------------------------------------- wiring
+function loadLimits() {
+  state.limitsReady = fetch("/limits").then((r) => (r.ok ? r.json() : null)).catch(() => null)
+    .then((lim) => { state.limits = lim; return lim; });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  $("photo").addEventListener("change", (e) => denoiseFile(e.target.files[0]));
-  $("split").addEventListener("input", applySplit);
-  $("zoom").addEventListener("change", applyZoom);
-  window.addEventListener("resize", () => { if (!$("viewer").hidden) applyZoom(); });
+  loadLimits();
+  $("photo").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    e.target.value = "";  // so that picking the same file again is a new pick
+    denoise(file);
+  });
+  $("rerun").addEventListener("click", rerun);
+  $("denoise-cancel").addEventListener("click", cancelDenoise);
+  $("model").addEventListener("change", () => { $("model").dataset.touched = "1"; rerun(); });
+  $("format").addEventListener("change", rerun);
+  setupViewer();
   $("train-form").addEventListener("submit", startTraining);
-  $("cancel").addEventListener("click", cancelTraining);
-  $("activate").addEventListener("click", activateModel);
+  $("cancel").addEventListener("click", () => cancelJob(state.followed));
+  $("activate").addEventListener("click", () => { const j = followedJob(); if (j) activateModel(j.model_id); });
   $("token").value = sessionStorage.getItem("n2n-token") || "";
   setupDrop();
   loadModels();
@@ -291,5 +965,7 @@ document.addEventListener("DOMContentLoaded", () => {
       $("dataset").appendChild(opt);
     }
   }).catch(() => {});
-  drawChart([], []);
+  drawChart([], [], 1);
+  refreshJobs();  // the jobs running or finished before this page was (re)loaded, and their progress
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshJobs(); });
 });

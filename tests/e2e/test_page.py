@@ -2,45 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import free_port, start_server, stop_server  # noqa: E402
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install "
-                                                         "chromium); the browser tests need it")
-TOKEN = "e2e-token"
-HANG_GUARD = 300_000  # ms: waits are hang guards, never speed requirements (the machine may be fully loaded)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    proc = start_server(Path(tempfile.mkdtemp(prefix="n2n-e2e-")), port, TOKEN)
-    yield f"http://127.0.0.1:{port}"
-    stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+from .conftest import HANG_GUARD, ROOT, TOKEN
 
 
 def noisy_photo(tmp_path: Path) -> Path:

@@ -1,0 +1,53 @@
+"""POST /preview: the uploaded photo as an 8-bit PNG, for clients that cannot display its format (TIFF,
+unusual modes). Same size and orientation as the image /denoise answers, so before and after align."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..config import Settings
+from ..deps import SettingsDep
+from ..imaging import decode, encode
+from .denoise import IMAGE_BODY, read_upload
+
+router = APIRouter(tags=["denoise"])
+REFUSALS = {400: {"description": "unreadable image"}, 413: {"description": "too many pixels, or too many bytes"},
+            415: {"description": "unsupported format"}, 422: {"description": "absurd aspect ratio"}}
+
+
+async def preview_slot(request: Request) -> asyncio.Semaphore:
+    """Previews decode whole photos outside the denoise queue's pixel budget: one at a time bounds their memory
+    (async: made on the event loop, so that two requests never make two)."""
+    state = request.app.state
+    if getattr(state, "preview_slot", None) is None:
+        state.preview_slot = asyncio.Semaphore(1)
+    return state.preview_slot
+
+
+def _png(data: bytes, settings: Settings) -> bytes:
+    pic = decode(data, settings.max_pixels, settings.max_aspect_ratio)  # EXIF orientation applied, as /denoise does
+    content, _ = encode(replace(pic, bits=8), "png")
+    return content
+
+
+@router.post(
+    "/preview",
+    summary="The uploaded image as an 8-bit PNG",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "the image, oriented, as an 8-bit PNG"},
+               **REFUSALS},
+    openapi_extra=IMAGE_BODY,
+)
+async def preview(request: Request, settings: SettingsDep,
+                  slot: Annotated[asyncio.Semaphore, Depends(preview_slot)]) -> Response:
+    """The image as a browser displays it: decoded like `POST /denoise` decodes it (EXIF orientation applied,
+    16 bits reduced to 8), written as PNG. Nothing is denoised."""
+    data = await read_upload(request)
+    async with slot:
+        content = await run_in_threadpool(_png, data, settings)
+    return Response(content, media_type="image/png", headers={"Cache-Control": "no-store"})
