@@ -150,9 +150,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- denoise
 
 
+def denoise_inputs(specs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> the photo files, in order, each once."""
+    import glob
+
+    from .data import list_images
+
+    out: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise ValueError(f"{spec}: the folder holds no images (png, jpg, tif, webp, bmp)")
+        elif path.is_file():
+            found = [path]
+        elif glob.has_magic(spec):
+            found = sorted(Path(m) for m in glob.glob(spec) if Path(m).is_file())
+            if not found:
+                raise ValueError(f"{spec}: no file matches")
+        else:
+            raise ValueError(f"no such file or folder: {spec}")
+        out.extend(f for f in found if f not in out)
+    return out
+
+
 def cmd_denoise(args: argparse.Namespace) -> int:
-    """Photos one at a time (memory bounded by the largest, not by their number); each file's header
-    is checked before any work, so a bad file fails the run before the first photo."""
+    """Photos one at a time (memory bounded by the largest, not by their number). Every header is read
+    first; a photo that cannot be read or denoised is reported by name and skipped, the others are
+    written, and the exit code is 1 when any failed."""
     import warnings
 
     from . import images
@@ -160,30 +186,32 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .noise_level import estimate_sigma
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
-    inputs = [Path(p) for p in args.inputs]
     check_strength(args.strength)
-    for p in inputs:  # fail before any work on a bad path or an unreadable header
-        if not p.is_file():
-            raise ValueError(f"no such file: {p}")
+    if not 1 <= args.quality <= 100:
+        raise ValueError(f"--quality must be between 1 and 100, got {args.quality}")
+    out_dir = Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--output-dir {out_dir} is a file; name a folder (it is created when missing)")
+    inputs = denoise_inputs(args.inputs)
+    failed: dict[Path, str] = {}
+    for p in inputs:  # report unreadable headers before any work
         with open(p, "rb") as f:
             try:
                 images.probe(f)
             except images.ImageError as e:
-                raise ValueError(f"{p}: {e}") from None
+                failed[p] = str(e)
+                print(f"n2n: error: {p}: {e}", file=sys.stderr)
     stems = [p.stem for p in inputs]
     clash = sorted({s for s in stems if stems.count(s) > 1})
     if clash:
-        raise ValueError(f"several inputs would write the same output {clash[0]}.png; rename them or run them apart")
-    model, _, _ = _load_model(args.weights, args.device)
-    out_dir = Path(args.output_dir)
+        raise ValueError(f"several inputs would write the same output {clash[0]}.{args.format}; rename them or run "
+                         "them apart")
+    todo = [p for p in inputs if p not in failed]
+    model = _load_model(args.weights, args.device)[0] if todo else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    bar = _progress_bar(len(inputs), "denoise", unit="img")
-    for p in inputs:
-        dst = out_dir / f"{p.stem}.png"
-        picture = images.read(p)
-        sigma = estimate_sigma(picture.pixels)
-        steps = picture_steps(model, picture, tile=args.tile, strength=args.strength)
-        del picture
+    bar = _progress_bar(len(todo), "denoise", unit="img")
+    for p in todo:
+        dst = out_dir / f"{p.stem}.{args.format}"
         tiles = None
 
         def tile_done(done: int, total: int) -> None:
@@ -194,16 +222,27 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                 tiles.update(done - tiles.n)
 
         try:
+            picture = images.read(p)
+            sigma = estimate_sigma(picture.pixels)
+            steps = picture_steps(model, picture, tile=args.tile, strength=args.strength)
+            del picture
             out = run_steps(steps, progress=tile_done)
+            images.write(dst, out, quality=args.quality)
+            del out
+        except (images.ImageError, ValueError) as e:
+            failed[p] = str(e)
+            bar.write(f"n2n: error: {p}: {e}", file=sys.stderr)
+            continue
         finally:
             if tiles is not None:
                 tiles.close()
-        images.write(dst, out)
-        del out
         bar.update(1)
         bar.write(f"{dst}  (estimated noise sigma {sigma:.1f})", file=sys.stdout)
     bar.close()
-    return 0
+    if failed and len(inputs) > 1:
+        print(f"n2n: error: {len(failed)} of {len(inputs)} photos failed and were skipped: "
+              f"{', '.join(p.name for p in failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 # ----------------------------------------------------------------------------- serve
@@ -287,9 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("denoise", help="denoise image files into a folder",
                        description="Denoise images (PNG/JPEG/TIFF/WebP; grey, RGB, RGBA, 16-bit) to DIR/<stem>.png.")
-    d.add_argument("inputs", nargs="+", metavar="IN")
-    d.add_argument("--output-dir", "-o", required=True, metavar="DIR")
-    d.add_argument("--weights", default=None)
+    d.add_argument("inputs", nargs="+", metavar="IN",
+                   help="photo files, folders (their images) or glob patterns such as 'shots/*.jpg'")
+    d.add_argument("--output-dir", "-o", required=True, metavar="DIR",
+                   help="folder for the results, DIR/<stem>.<format> (created when missing)")
+    d.add_argument("--weights", default=None,
+                   help="a shipped model (default, best, blind, fast) or a weights file (default: default)")
+    d.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "tiff"],
+                   help="output format (png and tiff keep 16 bits)")
+    d.add_argument("--quality", type=int, default=95, help="JPEG and WebP quality, 1..100")
     d.add_argument("--device", default="auto")
     d.add_argument("--tile", type=int, default=None,
                    help="override: tiles of about TILE x TILE pixels (default: sized from a memory budget)")

@@ -300,11 +300,12 @@ def read(path: str | Path) -> Picture:
     return decode(path.read_bytes())
 
 
-def write(path: str | Path, pic: Picture) -> Path:
+def write(path: str | Path, pic: Picture, quality: int = 95) -> Path:
+    """Encode ``pic`` in the format its suffix names (``encode``) and write it atomically."""
     from .atomic import atomic_write_bytes
 
     path = Path(path)
-    return atomic_write_bytes(path, encode(pic, path.suffix.lstrip(".") or "png"))
+    return atomic_write_bytes(path, encode(pic, path.suffix.lstrip(".") or "png", quality))
 
 
 def to_rgb(pixels: Tensor) -> Tensor:

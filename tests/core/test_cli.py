@@ -101,7 +101,7 @@ def test_help_everywhere():
         assert r.returncode == 0 and "usage: n2n" in r.stdout
 
 
-def test_denoise_reads_photos_one_at_a_time_and_checks_every_header_first(tmp_path, tiny, capsys, monkeypatch):
+def test_denoise_reads_photos_one_at_a_time_and_skips_a_bad_one_by_name(tmp_path, tiny, capsys, monkeypatch):
     from n2n_core import images
 
     inputs = _write_inputs(tmp_path / "in")
@@ -120,7 +120,32 @@ def test_denoise_reads_photos_one_at_a_time_and_checks_every_header_first(tmp_pa
     bad.write_bytes(b"\x89PNG garbage")
     capsys.readouterr()
     assert main(["denoise", *map(str, inputs), str(bad), "-o", str(tmp_path / "out2"), "--weights", str(tiny)]) == 1
-    assert "zz_bad.png" in capsys.readouterr().err and not (tmp_path / "out2").exists()  # nothing done
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "zz_bad.png" in err[0] and err[1].startswith("n2n: error: 1 of 6 photos failed"), err
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == sorted(p.stem + ".png" for p in inputs)
+
+
+def test_denoise_takes_folders_globs_and_output_formats(tmp_path, tiny, capsys):
+    inputs = _write_inputs(tmp_path / "in")
+    assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "all"), "--weights", str(tiny)]) == 0
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(p.stem + ".png" for p in inputs)
+    pattern = str(tmp_path / "in" / "*.png")
+    assert main(["denoise", pattern, "-o", str(tmp_path / "jpg"), "--weights", str(tiny), "--format", "jpeg",
+                 "--quality", "80"]) == 0
+    assert sorted(p.name for p in (tmp_path / "jpg").iterdir()) == ["deep.jpeg", "grey.jpeg"]
+    assert Image.open(tmp_path / "jpg" / "grey.jpeg").format == "JPEG"
+    assert main(["denoise", str(inputs[0]), "-o", str(tmp_path / "t"), "--weights", str(tiny), "--format", "tiff"]) == 0
+    assert Image.open(tmp_path / "t" / f"{inputs[0].stem}.tiff").format == "TIFF"
+    (tmp_path / "afile").write_text("x")
+    for argv in (["denoise", str(inputs[0]), "-o", str(tmp_path / "afile")],
+                 ["denoise", str(tmp_path / "in" / "*.gif"), "-o", str(tmp_path / "o")],
+                 ["denoise", str(tmp_path / "empty"), "-o", str(tmp_path / "o")],
+                 ["denoise", str(inputs[0]), "-o", str(tmp_path / "o"), "--quality", "0"]):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        capsys.readouterr()
+        assert main([*argv, "--weights", str(tiny)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("n2n: error:") and "Errno" not in err[0], err
 
 
 def test_denoise_shows_a_bar_per_large_photo(tmp_path, tiny, monkeypatch):
