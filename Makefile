@@ -11,13 +11,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	@echo "make: installing n2n and what it needs to run into $(VENV) (pip; a few minutes the first time)"
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "make: installing n2n with its test extras into $(VENV) (pip; a few minutes the first time)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.runtime
 
 install: $(VENV)/.installed
 
-serve: install
+serve: $(VENV)/.runtime
+	@echo "make: serving the shipped models on http://$(HOST):$(PORT)/ (change with: make serve PORT=8080 HOST=0.0.0.0)"
 	$(BIN)/n2n serve --host $(HOST) --port $(PORT)
 
 test: install
