@@ -75,6 +75,9 @@ def opened(browser, server: str, width: int = 1280, height: int = 900, scale: fl
             page.goto(server)
         yield page, log
     finally:
+        # Route handlers still running when the page goes away would raise into the next test's calls
+        # ("Response has been disposed"): drop them, ignoring the errors of those in flight, first.
+        page.unroute_all(behavior="ignoreErrors")
         context.close()
 
 
