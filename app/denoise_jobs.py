@@ -22,6 +22,7 @@ from pathlib import Path
 from n2n_core.atomic import atomic_write_bytes
 
 from .denoiser import DenoiseQueue, Slot, refusal
+from .imaging import OutputOptions
 from .messages import scrub_paths, without_paths
 from .metrics import Metrics
 
@@ -38,6 +39,7 @@ class DenoiseJob:
     model: str | None  # as asked; None: the active model
     created_at: float  # wall-clock seconds, like the other times
     strength: float = 1.0
+    output: OutputOptions | None = None  # quality, bits, strip_metadata (None: the defaults)
     status: str = "queued"
     progress: tuple[int, int] = (0, 0)  # (done, total) tiles: one tuple, so that a reader never sees half
     error: str | None = None
@@ -60,11 +62,12 @@ class DenoiseJobs:
         self._sweeper: asyncio.Task | None = None
 
     # -- submission and lookup ------------------------------------------------------------------
-    def submit(self, data: bytes, fmt: str, model: str | None, pixels: int, strength: float = 1.0) -> DenoiseJob:
+    def submit(self, data: bytes, fmt: str, model: str | None, pixels: int, strength: float = 1.0,
+               output: OutputOptions | None = None) -> DenoiseJob:
         """A queued job, already running in the background; QueueFull or Stopping as ``DenoiseQueue.admit``."""
         self.sweep()
         slot = self.queue.admit(pixels)
-        job = DenoiseJob(secrets.token_urlsafe(16), fmt, model, time.time(), strength, slot=slot)
+        job = DenoiseJob(secrets.token_urlsafe(16), fmt, model, time.time(), strength, output, slot=slot)
         self._jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job, data))
         self._tasks.add(task)
@@ -94,7 +97,7 @@ class DenoiseJobs:
 
         try:
             result = await self.queue.run(job.slot, data, job.format, job.model, progress=progress,
-                                          strength=job.strength)
+                                          strength=job.strength, output=job.output)
             del data
             path = self.results / f"{job.id}.{job.format}"
             await asyncio.to_thread(atomic_write_bytes, path, result.content)

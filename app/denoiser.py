@@ -236,17 +236,19 @@ class DenoiseQueue:
     async def submit(self, data: bytes, fmt: str, model_id: str | None,
                      disconnected: Callable[[], Awaitable[bool]] | None = None,
                      progress: Callable[[int, int], None] | None = None, pixels: int = 0,
-                     strength: float = 1.0) -> DenoiseResult:
+                     strength: float = 1.0, output: imaging.OutputOptions | None = None) -> DenoiseResult:
         """``run`` in a slot admitted now (see ``admit`` for QueueFull and Stopping)."""
-        return await self.run(self.admit(pixels), data, fmt, model_id, disconnected, progress, strength)
+        return await self.run(self.admit(pixels), data, fmt, model_id, disconnected, progress, strength, output)
 
     async def run(self, slot: Slot, data: bytes, fmt: str, model_id: str | None,
                   disconnected: Callable[[], Awaitable[bool]] | None = None,
-                  progress: Callable[[int, int], None] | None = None, strength: float = 1.0) -> DenoiseResult:
+                  progress: Callable[[int, int], None] | None = None, strength: float = 1.0,
+                  output: imaging.OutputOptions | None = None) -> DenoiseResult:
         """The result of decode -> tiles -> encode, in an admitted ``slot`` (released whatever happens);
         Stopping when the service stops first; Abandoned when ``disconnected()`` turned true before the
         result. ``progress(done, total)`` is called from the tile thread after each tile. ``strength``
-        blends the output with the input (``n2n_core.infer.blend``)."""
+        blends the output with the input (``n2n_core.infer.blend``); ``output`` says how the result is
+        written (``imaging.OutputOptions``: quality, bits, strip_metadata)."""
         gone = threading.Event()
         watcher = asyncio.create_task(_watch(disconnected, gone)) if disconnected is not None else None
 
@@ -265,7 +267,7 @@ class DenoiseQueue:
                 steps.close()
                 raise Cancelled("before its first tile")
             out: Picture = await asyncio.wrap_future(self.scheduler.submit(steps, should_stop, tile_done))
-            content, media = await asyncio.to_thread(imaging.encode, out, fmt)
+            content, media = await asyncio.to_thread(imaging.encode, out, fmt, output)
             self._progressed()
             w, h = out.size
             return DenoiseResult(content, media, mid, w, h, sigma)

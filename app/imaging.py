@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import HTTPException
 
 from n2n_core import images
@@ -28,13 +30,38 @@ def check_header(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0)
     return fmt, w, h
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a result is written, besides its format (``n2n_core.images.encode``): JPEG/WebP ``quality``
+    (1..100), sample depth ``bits`` (8, 16, or None for the input's where the format holds it) and
+    ``strip_metadata`` (leave the EXIF out; the ICC profile stays)."""
+
+    quality: int = 95
+    bits: int | None = None
+    strip_metadata: bool = False
+
+
+def output_options(fmt: str, quality: int = 95, bits: int | None = None,
+                   strip_metadata: bool = False) -> OutputOptions:
+    """The options of a request, checked against its output format ``fmt``: 422 for 16 bits in a format
+    that holds 8 (or any value out of range)."""
+    try:
+        images.check_quality(quality)
+        if bits is not None:
+            images.output_bits(16, fmt, int(bits))
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return OutputOptions(int(quality), None if bits is None else int(bits), bool(strip_metadata))
+
+
 def check_output_size(fmt: str, width: int, height: int) -> None:
-    """400 before any work when the output format cannot hold an image of this size (either orientation)."""
+    """400 before any work when the output format cannot hold an image of this size (either orientation).
+    JPEG and WebP have a largest side; PNG and TIFF none (a TIFF past 4 GiB is written as BigTIFF)."""
     name = images.OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
     limit = images.MAX_SIDE.get(name)
     if limit is not None and max(width, height) > limit:
         raise HTTPException(400, f"{fmt} output holds at most {limit} pixels per side and this image is "
-                                 f"{width}x{height}; ask for format=png")
+                                 f"{width}x{height}; ask for format=png or format=tiff")
 
 
 def decode(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> Picture:
@@ -49,10 +76,11 @@ def decode(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> Pi
     return pic
 
 
-def encode(pic: Picture, fmt: str) -> tuple[bytes, str]:
-    """(bytes, media type)."""
+def encode(pic: Picture, fmt: str, options: OutputOptions | None = None) -> tuple[bytes, str]:
+    """(bytes, media type) of ``pic`` as ``fmt``, written with ``options`` (default: ``OutputOptions()``)."""
+    options = options or OutputOptions()
     try:
-        data = images.encode(pic, fmt)
-    except ImageError as e:
+        data = images.encode(pic, fmt, options.quality, bits=options.bits, strip_metadata=options.strip_metadata)
+    except ValueError as e:  # ImageError included
         raise HTTPException(400, str(e)) from None
     return data, images.MEDIA_TYPES[images.OUTPUT_FORMATS[fmt.lower()]]

@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from n2n_core.models import ARCHITECTURES, build, size_multiple
+from n2n_core.models import ARCHITECTURES, DEFAULT_ARCH, build, size_multiple
+from n2n_core.noise import parse_jpeg_inputs
+
+from .jobs.eta import eta_seconds
+from .model_names import NAME_MAX, NAME_RULE, check_name
+from .noise_spec import SPEC_HELP, SPEC_MAX, noise_dict_of_spec
 
 if TYPE_CHECKING:
     from .denoise_jobs import DenoiseJob
@@ -40,7 +45,74 @@ class PoissonNoise(BaseModel):
     lam: float = Field(30.0, gt=0, le=1e6)
 
 
-Noise = Annotated[GaussianNoise | PoissonNoise, Field(discriminator="kind")]
+class PoissonGaussianNoise(BaseModel):
+    """Camera noise x + sqrt(a x + b^2) N(0, 1), per image and per colour channel a uniform in [0, gain_max] and
+    b uniform in [0, read_max]: `n2n train --noise poisson-gaussian:GAIN,READ`."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    kind: Literal["poisson-gaussian"]
+    gain_max: float = Field(0.04, ge=0, le=1, description="largest signal-dependent variance per unit of intensity "
+                            "(images in [0, 1]); 0.02 alone is sigma 25 at mid grey")
+    read_max: float = Field(25.0, ge=0, le=255, description="largest read-noise sigma, on the 0..255 scale")
+
+
+class ImpulseNoise(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    kind: Literal["impulse"]
+    p: float = Field(0.2, ge=0, le=1, description="probability that a pixel is replaced by a random colour")
+
+
+class BernoulliNoise(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    kind: Literal["bernoulli"]
+    p: float = Field(0.5, ge=0, lt=1, description="probability that a pixel is dropped to 0")
+
+
+SingleNoise = Annotated[GaussianNoise | PoissonNoise | PoissonGaussianNoise | ImpulseNoise | BernoulliNoise,
+                        Field(discriminator="kind")]
+
+
+class MixtureNoise(BaseModel):
+    """Each image draws one of the components uniformly, then that noise: `gaussian:0-50+poisson-gaussian:0.04,25`."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    kind: Literal["mixture"]
+    components: list[SingleNoise] = Field(..., min_length=2, max_length=8)
+
+
+Noise = Annotated[GaussianNoise | PoissonNoise | PoissonGaussianNoise | ImpulseNoise | BernoulliNoise | MixtureNoise,
+                  Field(discriminator="kind")]
+_NOISE = TypeAdapter(Noise)
+SPEC_SCHEMA = {"type": "string", "maxLength": SPEC_MAX, "examples": ["gaussian:0-50+poisson-gaussian:0.04,25"],
+               "description": f"a spec as `n2n train --noise` takes it: {SPEC_HELP}"}
+
+
+def noise_or_spec_schema(schema: dict[str, Any]) -> None:
+    """OpenAPI: the noise field takes the structured forms or a spec string (see ``TrainRequest.spec_to_structure``,
+    which keeps the errors of the structured forms what they were)."""
+    structured = {k: schema.pop(k) for k in ("oneOf", "discriminator", "$ref", "anyOf") if k in schema}
+    schema["anyOf"] = [structured, SPEC_SCHEMA]
+
+
+def structured_noise(spec: str) -> BaseModel:
+    """The structured noise of a spec string, read by the core's parser and checked against the same
+    bounds as the structured forms; ValueError naming the spec otherwise."""
+    if len(spec) > SPEC_MAX:
+        raise ValueError(f"noise spec is {len(spec)} characters: at most {SPEC_MAX}")
+    try:
+        return _NOISE.validate_python(noise_dict_of_spec(spec))
+    except ValidationError as e:
+        why = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"bad noise spec {spec!r}: {why}") from None
+
+
+def without_none(value: Any) -> Any:
+    """A dumped noise model without its unset (None) fields, nested mixtures' components included."""
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value
 
 
 class TrainRequest(BaseModel):
@@ -48,9 +120,22 @@ class TrainRequest(BaseModel):
                               json_schema_extra={"examples": [{"dataset": "builtin", "steps": 200}]})
     dataset: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                          description="'builtin' or an id from POST /datasets")
-    noise: Noise = Field(default_factory=lambda: GaussianNoise(kind="gaussian", sigma=25))
+    name: str | None = Field(None, max_length=NAME_MAX, description=f"what to call the model: {NAME_RULE}; "
+                             "default '<arch> <dataset> <YYYY-MM-DD HH:MM>' (UTC)", examples=["holiday photos"])
+    noise: Noise = Field(
+        default_factory=lambda: GaussianNoise(kind="gaussian", sigma=25), json_schema_extra=noise_or_spec_schema,
+        description="the noise added to the dataset's clean images (default gaussian sigma 25): structured "
+        "({\"kind\": \"gaussian\"|\"poisson\"|\"poisson-gaussian\"|\"impulse\"|\"bernoulli\"|\"mixture\", ...}) or "
+        f"a spec string, as `n2n train --noise` takes it: {SPEC_HELP}. Not for a dataset of noisy pairs (A/B), "
+        "whose noise is already in its images")
+    jpeg: str | None = Field(None, max_length=7, pattern=r"^[0-9]{1,3}(-[0-9]{1,3})?$", examples=["70-95"],
+                             description="save half the training inputs as JPEG of a quality drawn in LO-HI (or "
+                             "of one quality), as `n2n train --jpeg 70-95`; targets stay uncompressed. Not for a "
+                             "dataset of noisy pairs")
     arch: Literal[tuple(sorted(ARCHITECTURES))] | None = Field(  # type: ignore[valid-type]
-        None, description="network; default: that of init_model, else 'fast'")
+        None, description=f"network; default: that of init_model, else {DEFAULT_ARCH!r}, as for `n2n train`: "
+        "the shipped 'fast' model's architecture, quick to train on a CPU and beside the service; "
+        "'unet-m' or 'unet-l' for the best quality at several times the cost")
     init_model: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
                                    description="fine-tune: start from this model id (GET /models) instead of a fresh "
                                    "network; e.g. 'default' to adapt the shipped model to your own photos")
@@ -64,12 +149,35 @@ class TrainRequest(BaseModel):
                                 "worker's host (one GPU each on CUDA, gloo on CPU); batch_size stays the global "
                                 "batch, so it must be at least this")
 
+    @field_validator("name")
+    @classmethod
+    def valid_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_name(name)
+
+    @field_validator("noise", mode="before")
+    @classmethod
+    def spec_to_structure(cls, noise: Any) -> Any:
+        """A spec string becomes the structured form (what the job records), read by the core's parser;
+        anything else is validated as a structured form, with the errors it always had."""
+        return structured_noise(noise) if isinstance(noise, str) else noise
+
+    @field_validator("jpeg")
+    @classmethod
+    def valid_jpeg(cls, jpeg: str | None) -> str | None:
+        """'70-95' or '90' (= '90-90'), qualities in 1..100, low <= high; kept as LO-HI."""
+        try:
+            inputs = parse_jpeg_inputs(jpeg)
+        except ValueError:
+            raise ValueError(f"jpeg must be LO-HI with 1 <= LO <= HI <= 100 (e.g. 70-95), or one quality; "
+                             f"got {jpeg!r}") from None
+        return None if inputs is None else inputs.spec()
+
     @model_validator(mode="after")
     def patch_fits_architecture(self) -> TrainRequest:
         if self.arch is None:
             if self.init_model is not None:
                 return self  # the route fills in the init model's architecture, then checks the patch
-            self.arch = "fast"
+            self.arch = DEFAULT_ARCH
         mult = size_multiple(build(self.arch))
         if self.patch_size % mult:
             raise ValueError(f"patch_size must be a multiple of {mult} for arch {self.arch!r}")
@@ -107,12 +215,15 @@ class Job(BaseModel):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    eta_seconds: int | None = Field(None, description="estimated seconds left while it runs, at the step rate "
+                                    "measured over the last minute (metrics.steps_per_second); null until measurable")
     worker: WorkerInfo | None = Field(None, description="the worker running the job (while it runs)")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
         fields = {k: row.get(k) for k in cls.model_fields}
         fields["params"] = {k: v for k, v in (fields["params"] or {}).items() if k not in PRIVATE_PARAMS}
+        fields["eta_seconds"] = eta_seconds(row.get("status"), row.get("progress"), row.get("metrics"))
         running = row.get("status") == "running" and row.get("worker_parent") is not None
         fields["worker"] = WorkerInfo(host=row.get("worker_host"), pid=row["worker_parent"]) if running else None
         return cls(**fields)
@@ -158,9 +269,12 @@ class DenoiseJobInfo(BaseModel):
 
 class ModelInfo(BaseModel):
     id: str
+    name: str = Field(..., description="what the model is called (POST /train's name; a shipped model's own)")
     shipped: bool
     active: bool
     card: dict[str, Any]
+    created_at: float | None = Field(None, description="when a trained model was registered (Unix seconds); "
+                                     "null for shipped models")
 
 
 class ModelList(BaseModel):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from .distributed import DistContext
@@ -14,10 +15,85 @@ if TYPE_CHECKING:
 
 
 
-def _progress_bar(total: int, desc: str, unit: str = "step"):
+def _progress_bar(total: int | None, desc: str, unit: str = "step", enabled: bool | None = None, leave: bool = True):
+    """A tqdm bar on stderr; ``enabled`` None: only when stderr is a terminal."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None)
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr, leave=leave,
+                disable=None if enabled is None else not enabled)
+
+
+def show_progress(choice: bool | None, stream: TextIO) -> bool:
+    """Whether to draw progress bars: True/False as --progress/--no-progress say, else (None) only when
+    ``stream`` is a terminal."""
+    if choice is not None:
+        return choice
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+PHOTO_BAR_PIXELS = 1_000_000  # a photo this large gets a bar of its own from the start, before its first step
+
+
+def needs_photo_bar(pixels: int, total_steps: int | None) -> bool:
+    """A photo gets a progress bar of its own when it has PHOTO_BAR_PIXELS or more, or takes more than one
+    step (``total_steps`` None: not known yet)."""
+    return pixels >= PHOTO_BAR_PIXELS or (total_steps is not None and total_steps > 1)
+
+
+class PhotoProgress:
+    """The progress bar of one photo in `n2n denoise`: opened by ``start`` for a large photo, or at the first
+    step of one that takes several; ``step`` is ``run_steps``' progress callback. Drawn only when ``enabled``,
+    and cleared by ``close`` (the line naming the file written replaces it). While it is open a daemon thread
+    redraws it every ``tick_seconds``, so that its elapsed time moves during a long step."""
+
+    def __init__(self, name: str, enabled: bool, tick_seconds: float = 1.0) -> None:
+        self.name = name
+        self.enabled = enabled
+        self.tick_seconds = tick_seconds
+        self.pixels = 0
+        self.bar: Any = None
+        self._closed = threading.Event()
+
+    def _open(self, total: int | None) -> None:
+        self.bar = _progress_bar(total, self.name, unit="tile", enabled=True, leave=False)
+        self.bar.refresh()
+        threading.Thread(target=self._tick, args=(self.bar,), name=f"progress {self.name}", daemon=True).start()
+
+    def _tick(self, bar: Any) -> None:
+        while not self._closed.wait(self.tick_seconds):
+            bar.refresh()
+
+    def start(self, pixels: int) -> None:
+        """The photo is decoded (``pixels`` in all) and its denoising starts."""
+        self.pixels = pixels
+        if self.enabled and needs_photo_bar(pixels, None):
+            self._open(None)
+
+    def step(self, done: int, total: int) -> None:
+        """``done`` of ``total`` steps of the photo are finished."""
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if not needs_photo_bar(self.pixels, total):
+                return
+            self._open(total)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        self.bar.refresh()  # every step, even one that ends within tqdm's minimum interval of the last
+
+    def close(self) -> None:
+        self._closed.set()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def denoise_summary(written: int, megapixels: float, seconds: float, out_dir: Path) -> str:
+    """The line `n2n denoise` ends with when every photo was written."""
+    photos = "1 photo" if written == 1 else f"{written} photos"
+    return f"n2n: {photos} denoised ({megapixels:.1f} megapixels) in {seconds:.1f} s, written to {out_dir}"
 
 
 def _load_model(weights: str | None, device: str):
@@ -46,9 +122,10 @@ def _arch_of_weights(spec: str) -> str:
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The validated TrainConfig of `n2n train`'s options."""
+    from .models import DEFAULT_ARCH
     from .train import TrainConfig
 
-    arch = args.arch or (_arch_of_weights(args.init) if args.init else "unet-s")
+    arch = args.arch or (_arch_of_weights(args.init) if args.init else DEFAULT_ARCH)
     cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, batch_size=args.batch_size,
                       patch_size=args.patch_size, learning_rate=args.lr, optimizer=args.optimizer,
                       schedule=args.schedule, warmup=args.warmup, ema=args.ema, seed=args.seed,
@@ -179,6 +256,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     """Photos one at a time (memory bounded by the largest, not by their number). Every header is read
     first; a photo that cannot be read or denoised is reported by name and skipped, the others are
     written, and the exit code is 1 when any failed."""
+    import time
     import warnings
 
     from . import images
@@ -189,6 +267,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     check_strength(args.strength)
     if not 1 <= args.quality <= 100:
         raise ValueError(f"--quality must be between 1 and 100, got {args.quality}")
+    if args.bits == 16 and args.format not in ("png", "tiff"):
+        raise ValueError(f"--bits 16 needs --format png or tiff; {args.format} holds 8 bits a sample")
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--output-dir {out_dir} is a file; name a folder (it is created when missing)")
@@ -209,39 +289,37 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     todo = [p for p in inputs if p not in failed]
     model = _load_model(args.weights, args.device)[0] if todo else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    bar = _progress_bar(len(todo), "denoise", unit="img")
+    bars = not args.quiet and show_progress(args.progress, sys.stderr)
+    bar = _progress_bar(len(todo), "denoise", unit="img", enabled=bars and len(todo) > 1)
+    started, megapixels = time.monotonic(), 0.0
     for p in todo:
         dst = out_dir / f"{p.stem}.{args.format}"
-        tiles = None
-
-        def tile_done(done: int, total: int) -> None:
-            nonlocal tiles
-            if total > 1 and tiles is None:  # a large photo: a bar of its own, in tiles
-                tiles = _progress_bar(total, p.name, unit="tile")
-            if tiles is not None:
-                tiles.update(done - tiles.n)
-
+        photo_bar = PhotoProgress(p.name, bars)
         try:
             picture = images.read(p)
             sigma = estimate_sigma(picture.pixels)
+            pixels = picture.pixels.shape[-2] * picture.pixels.shape[-1]
+            photo_bar.start(pixels)
             steps = picture_steps(model, picture, tile=args.tile, strength=args.strength)
             del picture
-            out = run_steps(steps, progress=tile_done)
-            images.write(dst, out, quality=args.quality)
+            out = run_steps(steps, progress=photo_bar.step)
+            images.write(dst, out, quality=args.quality, bits=args.bits, strip_metadata=args.strip_metadata)
             del out
         except (images.ImageError, ValueError) as e:
             failed[p] = str(e)
             bar.write(f"n2n: error: {p}: {e}", file=sys.stderr)
             continue
         finally:
-            if tiles is not None:
-                tiles.close()
+            photo_bar.close()
+        megapixels += pixels / 1e6
         bar.update(1)
         bar.write(f"{dst}  (estimated noise sigma {sigma:.1f})", file=sys.stdout)
     bar.close()
     if failed and len(inputs) > 1:
         print(f"n2n: error: {len(failed)} of {len(inputs)} photos failed and were skipped: "
               f"{', '.join(p.name for p in failed)}", file=sys.stderr)
+    elif not failed and todo and not args.quiet:
+        print(denoise_summary(len(todo), megapixels, time.monotonic() - started, out_dir), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -289,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save half the training inputs as JPEG of a quality in LO..HI, e.g. 70-95 (targets stay "
                    "uncompressed)")
     t.add_argument("--arch", default=None, help="architecture: seed, tiny, fast, unet-s, unet-m, unet-l, unet, n2n-unet "
-                   "(default: that of --init, else unet-s)")
+                   "(default: that of --init, else fast, as for POST /train: quick to train on a CPU; unet-m or "
+                   "unet-l for the best quality)")
     t.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="fine-tune: start from these weights (a file or a shipped name such as default)")
     t.add_argument("--steps", type=int, default=10_000)
@@ -333,11 +412,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--weights", default=None,
                    help="a shipped model (default, best, blind, fast) or a weights file (default: default)")
     d.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "tiff"],
-                   help="output format (png and tiff keep 16 bits)")
+                   help="output format (png and tiff keep 16 bits); every format keeps the EXIF and ICC profile")
     d.add_argument("--quality", type=int, default=95, help="JPEG and WebP quality, 1..100")
+    d.add_argument("--bits", type=int, default=None, choices=[8, 16],
+                   help="bits a sample: 16 for a 16-bit png or tiff from any input (default: a 16-bit input stays "
+                   "16-bit as png or tiff, anything else is 8-bit)")
+    d.add_argument("--strip-metadata", action="store_true",
+                   help="leave the EXIF (camera, dates, GPS, ...) out of the outputs; the ICC profile is kept")
     d.add_argument("--device", default="auto")
     d.add_argument("--tile", type=int, default=None,
                    help="override: tiles of about TILE x TILE pixels (default: sized from a memory budget)")
+    shown = d.add_mutually_exclusive_group()
+    shown.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars on stderr: one over the photos, and one for each photo of 1 megapixel "
+                       "or more or of several tiles (default: only when stderr is a terminal)")
+    shown.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars and no summary line on stderr; the lines naming the files written "
+                       "(stdout) and the errors stay")
     d.add_argument("--strength", type=float, default=1.0,
                    help="how much to denoise, 0..1: 1 the model's output (default), 0 the input, between a blend")
     d.set_defaults(func=cmd_denoise)

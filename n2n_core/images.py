@@ -3,8 +3,14 @@
 ``decode`` reads PNG/JPEG/TIFF/WebP/BMP bytes (EXIF orientation applied) into a ``Picture``;
 ``encode`` writes it back. 16-bit PNG/TIFF keep 16 bits (OpenCV decodes them; Pillow would drop
 to 8 bits for RGB). Grey stays grey, grey + alpha stays grey + alpha (also at 16 bits, which
-neither OpenCV nor Pillow can write: such PNGs are written here, such TIFFs with tifffile, which
-also reads the TIFFs Pillow cannot open). The alpha channel is carried through untouched.
+neither OpenCV nor Pillow can write: such PNGs are written here). Every TIFF is written with tifffile
+(zlib-compressed, any mode at 8 or 16 bits), which also reads the TIFFs Pillow cannot open. The alpha
+channel is carried through untouched. ``encode(..., bits=16)`` asks for 16 bits from any input (PNG or TIFF).
+
+The photo's EXIF block (camera, lens, exposure, dates, GPS, ...; Orientation reset to 1 since the pixels
+are turned upright) and its ICC colour profile are kept on the ``Picture`` and written back to PNG, JPEG,
+WebP and TIFF (``n2n_core.metadata``). ``encode(..., strip_metadata=True)`` leaves the EXIF out, GPS
+included, but keeps the ICC profile: it holds no private data, and without it the colours would change.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from . import metadata
+
 FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP"}
-OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF"}
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff"}
 MAX_SIDE = {"WEBP": 16383, "JPEG": 65500}  # the encoders' largest width or height
+DEEP_FORMATS = {"PNG", "TIFF"}  # the output formats that hold 16 bits a sample
 
 
 class ImageError(ValueError):
@@ -37,12 +46,17 @@ class ImageTooLarge(ImageError):
 
 @dataclass
 class Picture:
-    """pixels: float32 (C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB); alpha: (H, W) in the file's dtype."""
+    """pixels: float32 (C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB); alpha: (H, W) in the file's dtype.
+
+    exif: the EXIF block as a TIFF structure (the body of a PNG eXIf chunk), fitted to the upright pixels;
+    icc_profile: the ICC profile's bytes; None when the file had none (``n2n_core.metadata``)."""
 
     pixels: Tensor
     alpha: np.ndarray | None
     bits: int  # 8 or 16
     format: str
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
 
     @property
     def mode(self) -> str:
@@ -196,26 +210,15 @@ def _decode_tifffile(data: bytes) -> Picture:
 
 
 def decode(data: bytes) -> Picture:
-    """Image bytes -> Picture. Raises ImageError for anything unreadable or unsupported."""
+    """Image bytes -> Picture, with the file's EXIF and ICC profile. Raises ImageError for anything
+    unreadable or unsupported."""
     fmt, _, _ = probe(data)
     try:
         if fmt == "TIFF" and data[:4] in TIFF_MAGIC and not _pillow_opens(data):
-            return _decode_tifffile(data)
+            return _with_metadata(_decode_tifffile(data), *metadata.read(None, data, fmt))
         with Image.open(io.BytesIO(data)) as im:
-            orientation = im.getexif().get(274, 1) if hasattr(im, "getexif") else 1
-            if _is_16bit(data, fmt, im):
-                return _decode_16bit(data, fmt, orientation)
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("1", "L", "P", "PA", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F", "La", "RGBa"):
-                has_alpha = im.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
-                    im.mode == "P" and "transparency" in im.info)
-                grey = im.mode in ("1", "L", "LA", "La", "I", "F")
-                target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
-                if im.mode in ("I", "F"):
-                    arr = np.clip(np.asarray(im, dtype=np.float64), 0, 255).astype(np.uint8)
-                    return _from_array(arr, 8, fmt)
-                return _from_array(np.array(im.convert(target)), 8, fmt)
-            return _from_array(np.array(im.convert("RGB")), 8, fmt)
+            pic = _decode_opened(im, data, fmt)  # first: a damaged file must fail here, not be read as blank
+            return _with_metadata(pic, *metadata.read(im, data, fmt))  # ``im`` itself is never turned
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -226,12 +229,47 @@ def decode(data: bytes) -> Picture:
         raise ImageError(f"cannot decode this {fmt} image: {e}") from None
 
 
-def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
-    """Picture -> bytes. PNG and TIFF keep 16 bits; JPEG and WebP are 8-bit (JPEG drops alpha)."""
+def _with_metadata(pic: Picture, exif: Image.Exif | None, icc: bytes | None) -> Picture:
+    """``pic`` with its file's EXIF fitted to its upright pixels, and the ICC profile if it fits its channels."""
+    return replace(pic, exif=metadata.normalised_exif(exif, pic.size),
+                   icc_profile=metadata.icc_for(icc, pic.pixels.shape[0]))
+
+
+def _decode_opened(im: Image.Image, data: bytes, fmt: str) -> Picture:
+    """The pixels of an image Pillow has opened (16-bit ones through OpenCV), upright."""
+    orientation = im.getexif().get(274, 1) if hasattr(im, "getexif") else 1
+    if _is_16bit(data, fmt, im):
+        return _decode_16bit(data, fmt, orientation)
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("1", "L", "P", "PA", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F", "La", "RGBa"):
+        has_alpha = im.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
+            im.mode == "P" and "transparency" in im.info)
+        grey = im.mode in ("1", "L", "LA", "La", "I", "F")
+        target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
+        if im.mode in ("I", "F"):
+            arr = np.clip(np.asarray(im, dtype=np.float64), 0, 255).astype(np.uint8)
+            return _from_array(arr, 8, fmt)
+        return _from_array(np.array(im.convert(target)), 8, fmt)
+    return _from_array(np.array(im.convert("RGB")), 8, fmt)
+
+
+def encode(pic: Picture, fmt: str = "png", quality: int = 95, *, bits: int | None = None,
+           strip_metadata: bool = False) -> bytes:
+    """Picture -> bytes of ``fmt``: png, jpeg (jpg), webp or tiff (tif). JPEG drops alpha.
+
+    quality: JPEG and WebP quality, 1..100 (default 95); ignored by the lossless formats.
+    bits: samples of 8 or 16 bits; None (default) keeps the picture's depth where the format holds it, so a
+    16-bit input stays 16-bit as PNG or TIFF and everything else is 8-bit. ``bits=16`` asks for 16 bits
+    from any input (PNG or TIFF only): the denoised pixels are finer than the input's 256 levels.
+    strip_metadata: leave out the EXIF block (camera, dates, GPS, ...); the ICC profile is always written,
+    as it holds no private data and without it the colours would change.
+    Raises ValueError for parameters out of range, ImageError for what the format cannot hold.
+    """
     fmt = OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
     if fmt not in MEDIA_TYPES:
         raise ImageError(f"unsupported output format {fmt!r}; use png, jpeg, webp or tiff")
-    keep16 = pic.bits == 16 and fmt in ("PNG", "TIFF")
+    check_quality(quality)
+    keep16 = output_bits(pic.bits, fmt, bits) == 16
     scale = 65535.0 if keep16 else 255.0
     dtype = np.uint16 if keep16 else np.uint8
     px = (pic.pixels.clamp(0, 1) * scale).round_().permute(1, 2, 0).cpu().numpy().astype(dtype)
@@ -248,25 +286,52 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
     if limit is not None and max(px.shape[:2]) > limit:
         raise ImageError(f"{fmt} cannot hold an image of {px.shape[1]}x{px.shape[0]} pixels (at most {limit} "
                          "per side); ask for png")
+    exif = None if strip_metadata else pic.exif
     try:
+        if fmt == "TIFF":
+            return metadata.tiff_with_exif(_tiff(px, pic.icc_profile), exif)
         if keep16:
-            import cv2
-
-            if px.ndim == 3 and px.shape[2] == 2:  # grey + alpha: neither OpenCV nor Pillow writes it
-                return _png16(px) if fmt == "PNG" else _tiff16_grey_alpha(px)
-            a = px if px.ndim == 2 else px[:, :, [2, 1, 0, 3][: px.shape[2]]]
-            ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", a)
-            if not ok:
-                raise ImageError("cannot encode this 16-bit image")
-            return buf.tobytes()
+            return metadata.png_with_metadata(_png16_any(px), exif, pic.icc_profile)
         out = io.BytesIO()
         kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-        Image.fromarray(px).save(out, format=fmt, **kwargs)
+        Image.fromarray(px).save(out, format=fmt, **kwargs, **metadata.pillow_options(fmt, exif, pic.icc_profile))
         return out.getvalue()
     except ImageError:
         raise
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, struct.error) as e:
         raise ImageError(f"cannot encode the result as {fmt}: {e}") from None
+
+
+def check_quality(quality: int) -> int:
+    """``quality`` when it is an integer in 1..100, else ValueError naming it."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    return int(quality)
+
+
+def output_bits(input_bits: int, fmt: str, bits: int | None = None) -> int:
+    """The sample depth ``encode`` writes: ``bits`` when given (8, or 16 for PNG/TIFF), else 16 for a 16-bit
+    picture written as PNG or TIFF and 8 otherwise. ValueError for any other ``bits``."""
+    fmt = OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
+    if bits is None:
+        return 16 if input_bits == 16 and fmt in DEEP_FORMATS else 8
+    if bits not in (8, 16) or isinstance(bits, bool):
+        raise ValueError(f"bits must be 8 or 16, got {bits!r}")
+    if bits == 16 and fmt not in DEEP_FORMATS:
+        raise ValueError(f"bits=16 needs png or tiff output; {fmt.lower()} holds 8 bits a sample")
+    return bits
+
+
+def _png16_any(px: np.ndarray) -> bytes:
+    """A 16-bit PNG of (H, W) or (H, W, 2..4) uint16 samples: OpenCV's, or ours for grey + alpha."""
+    import cv2
+
+    if px.ndim == 3 and px.shape[2] == 2:  # grey + alpha: neither OpenCV nor Pillow writes it
+        return _png16(px)
+    ok, buf = cv2.imencode(".png", px if px.ndim == 2 else px[:, :, [2, 1, 0, 3][: px.shape[2]]])
+    if not ok:
+        raise ImageError("cannot encode this 16-bit image")
+    return buf.tobytes()
 
 
 def _png16(a: np.ndarray) -> bytes:
@@ -285,11 +350,16 @@ def _png16(a: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
 
 
-def _tiff16_grey_alpha(a: np.ndarray) -> bytes:
+def _tiff(a: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """A zlib-compressed TIFF of uint8 or uint16 samples, (H, W) or (H, W, 2..4): grey, grey + alpha, RGB,
+    RGBA (alpha unassociated), with the ICC profile when given. tifffile writes every mode at both depths."""
     import tifffile
 
+    channels = 1 if a.ndim == 2 else a.shape[2]
     out = io.BytesIO()
-    tifffile.imwrite(out, a, photometric="minisblack", extrasamples=[2], compression="zlib")  # 2: unassociated
+    tifffile.imwrite(out, a, photometric="minisblack" if channels <= 2 else "rgb",
+                     extrasamples=[2] if channels in (2, 4) else None,  # 2: unassociated alpha
+                     compression="zlib", iccprofile=icc_profile, metadata=None, software=False, byteorder="<")
     return out.getvalue()
 
 
@@ -300,12 +370,14 @@ def read(path: str | Path) -> Picture:
     return decode(path.read_bytes())
 
 
-def write(path: str | Path, pic: Picture, quality: int = 95) -> Path:
-    """Encode ``pic`` in the format its suffix names (``encode``) and write it atomically."""
+def write(path: str | Path, pic: Picture, quality: int = 95, *, bits: int | None = None,
+          strip_metadata: bool = False) -> Path:
+    """Encode ``pic`` in the format its suffix names (``encode``, same options) and write it atomically."""
     from .atomic import atomic_write_bytes
 
     path = Path(path)
-    return atomic_write_bytes(path, encode(pic, path.suffix.lstrip(".") or "png", quality))
+    data = encode(pic, path.suffix.lstrip(".") or "png", quality, bits=bits, strip_metadata=strip_metadata)
+    return atomic_write_bytes(path, data)
 
 
 def to_rgb(pixels: Tensor) -> Tensor:

@@ -125,6 +125,12 @@ ARCHITECTURES: dict[str, Callable[[], Module]] = {
     "n2n-unet": n2n_unet,
 }
 
+# The architecture a training run gets when none is named (`n2n train`, `POST /train`, TrainConfig):
+# the shipped `fast` model's (53k parameters; 30.5 dB on CBSD68 at sigma 25). A pass costs about 0.44x
+# unet-s and 0.3x the shipped default's unet-m (benchmarks/results/model_cost.json), which matters on a CPU
+# and for jobs that run beside the service; name a larger one (unet-m, unet-l) when quality matters more.
+DEFAULT_ARCH = "fast"
+
 
 def build(name: str, **kwargs: Any) -> Module:
     """A fresh model of the named architecture (see ``ARCHITECTURES``)."""

@@ -236,6 +236,8 @@ class Module:
     @staticmethod
     def from_config(cfg: dict[str, Any]) -> Module:
         """Rebuild a module from its ``config()``; only public (registered) layer types are built."""
+        from . import layers  # noqa: F401  (registers the layer types; `import n2n_core` no longer does)
+
         if not isinstance(cfg, dict):
             raise ValueError(f"a module description must be a JSON object, got {type(cfg).__name__}")
         kind = cfg.get("type")

@@ -34,7 +34,7 @@ from .distributed import DistContext
 from .infer import denoise
 from .loss import MSE
 from .metrics import psnr
-from .models import arch_of, build, size_multiple
+from .models import DEFAULT_ARCH, arch_of, build, size_multiple
 from .module import Module
 from .noise import parse_jpeg_inputs
 from .optim import SGD, Adam, Optimizer
@@ -44,7 +44,7 @@ from .weights import resolve
 
 @dataclass
 class TrainConfig:
-    arch: str = "unet-s"
+    arch: str = DEFAULT_ARCH
     steps: int = 10_000
     batch_size: int = 16
     patch_size: int = 64

@@ -297,32 +297,38 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
     from n2n_core import distributed
     from n2n_core.card import write_card
     from n2n_core.data import open_dataset
-    from n2n_core.noise import noise_from_dict
+    from n2n_core.noise import noise_from_dict, parse_jpeg_inputs
     from n2n_core.train import TrainConfig, Trainer
 
+    from ..model_names import default_name
     from ..registry import register_model
+    from .eta import StepRate
 
     torch.set_grad_enabled(False)
     dist = dist or distributed.SINGLE
     job_id, p = job["id"], job["params"]
     handed_back, lost = handed_back or threading.Event(), lost or threading.Event()
     try:
-        noise = noise_from_dict(p["noise"])
+        # A job on noisy pairs has no noise (None); older jobs recorded the default one, which pairs ignore.
+        noise = noise_from_dict(p["noise"]) if p.get("noise") else None
         data_spec = "builtin" if p["dataset"] == "builtin" else str(data_dir / "datasets" / p["dataset"])
         cfg = TrainConfig(arch=p["arch"], steps=p["steps"], batch_size=p["batch_size"], patch_size=p["patch_size"],
-                          init=p.get("init_weights"),
-                          learning_rate=p["learning_rate"], seed=p["seed"], device=device, noise=noise.spec(),
+                          init=p.get("init_weights"), jpeg=p.get("jpeg"),
+                          learning_rate=p["learning_rate"], seed=p["seed"], device=device,
+                          noise=noise.spec() if noise is not None else "none (noisy pairs)",
                           data=p["dataset"], val_every=max(1, p.get("val_every") or max(p["steps"] // 10, 1)),
                           checkpoint_every=max(1, min(500, p["steps"] // 5 or 1)))
-        data = open_dataset(data_spec, noise, seed=p["seed"])
+        data = open_dataset(data_spec, noise, seed=p["seed"], jpeg=parse_jpeg_inputs(p.get("jpeg")))
         history: list[dict[str, Any]] = []
         last_poll = [0.0, False]
         reported: dict[str, Any] = {}  # the metrics of the last progress report
+        rate = StepRate()  # steps per second of this run, for the job's ETA
 
         def progress(info: dict[str, Any]) -> None:  # called on the main rank only
             if info.get("val_psnr") is not None and (not history or history[-1]["step"] != info["step"]):
                 history.append({"step": info["step"], "loss": info.get("loss"), "val_psnr": info["val_psnr"]})
             reported.update(json_safe({"loss": info.get("loss"), "val_psnr": info.get("val_psnr"), "lr": info.get("lr"),
+                                       "steps_per_second": rate.add(info["step"]),
                                        "elapsed_seconds": round(info.get("elapsed") or 0.0, 2),
                                        "history": history[-200:]}))
             try:
@@ -369,6 +375,8 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
         final_psnr = trainer.last_val_psnr()
         store.update_progress(job_id, {"step": result.step, "total": cfg.steps, "fraction": 1.0}, json_safe(
             {"loss": result.history[-1]["loss"] if result.history else None, "val_psnr": final_psnr,
+             "best_val_psnr": max((h["val_psnr"] for h in result.history if isinstance(h.get("val_psnr"), float)
+                                   and math.isfinite(h["val_psnr"])), default=None),
              "noisy_psnr": noisy_psnr, "elapsed_seconds": round(result.seconds, 2),
              "history": [{k: h[k] for k in ("step", "loss", "val_psnr")} for h in result.history]}), lease)
         problem = divergence(final_psnr, noisy_psnr, start_psnr)
@@ -383,12 +391,13 @@ def _train(store: JobStore, job: dict[str, Any], data_dir: Path, device: str, le
                                            "finite-loss check guarded this model"]))
         if dist.active:
             note = "; ".join(filter(None, [note, f"trained data-parallel in {dist.world_size} processes"]))
-        card = json.loads(write_card(out, trainer).read_text())
+        name = p.get("name") or default_name(p["arch"], p["dataset"], job.get("created_at"))
+        card = json.loads(write_card(out, trainer, name).read_text())
         card["job_id"] = job_id
         if p.get("init_model"):
             card["training"]["init"] = p["init_model"]  # the model id, not a server path
         rows = ModelRows(store.db)
-        model_id = register_model(data_dir, rows, out, card)
+        model_id = register_model(data_dir, rows, out, card, name)
         if p.get("activate_when_done"):
             rows.set_active(model_id)
         store.finish(job_id, "succeeded", model_id=model_id, note=note, lease=lease)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import IntEnum
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -11,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from ..config import Settings
 from ..deps import MetricsDep, QueueDep, SettingsDep
 from ..denoiser import QueueFull, refusal
-from ..imaging import check_header, check_output_size
+from ..imaging import check_header, check_output_size, output_options
 from ..metrics import Metrics
 
 router = APIRouter(tags=["denoise"])
@@ -47,13 +48,32 @@ async def read_upload(request: Request, field: str = "file", accept: tuple[str, 
                              f"{' or '.join(a + '*' if a.endswith('/') else a for a in accept)}; got {ctype or 'none'}")
 
 
-OutputFormat = Annotated[Literal["png", "jpeg", "webp"], Query(description="output format")]
+OutputFormat = Annotated[Literal["png", "jpeg", "webp", "tiff"],
+                         Query(description="output format: png, jpeg, webp or tiff (image/tiff, zlib-compressed)")]
+Quality = Annotated[int, Query(ge=1, le=100, description="JPEG and WebP quality, 1..100 (png and tiff are lossless)")]
+StripMetadata = Annotated[bool, Query(description="leave the EXIF block (camera, lens, dates, GPS, ...) out of the "
+                                      "result; the ICC colour profile is always kept. Default: the result carries "
+                                      "the input's EXIF (Orientation 1, the pixels being upright) and ICC profile")]
+
+
+class SampleBits(IntEnum):
+    """Bits a sample of the result: 8, or 16 (png and tiff only)."""
+
+    EIGHT = 8
+    SIXTEEN = 16
+
+
+Bits = Annotated[SampleBits | None, Query(description="bits a sample: 16 gives a 16-bit png or tiff from any input "
+                                          "(the denoised pixels are finer than an 8-bit input's levels), 8 an 8-bit "
+                                          "one; default: a 16-bit png or tiff input stays 16-bit as png or tiff, "
+                                          "anything else is 8-bit. 16 with jpeg or webp is a 422")]
 ModelId = Annotated[str | None, Query(max_length=64, description="registered model id (default: the active one)")]
 Strength = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
                                   description="how much to denoise: 1 the model's output, 0 the input unchanged, "
                                   "between them a blend (keeps some grain)")]
-IMAGE_RESPONSE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
-                  "description": "the denoised image, same size and mode"}
+IMAGE_RESPONSE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "image/tiff": {}},
+                  "description": "the denoised image, same size and mode, with the input's EXIF (unless "
+                                 "strip_metadata) and ICC profile"}
 REFUSALS = {400: {"description": "unreadable image, or too large for the output format"},
             404: {"description": "unknown model"},
             413: {"description": "too many pixels"}, 415: {"description": "unsupported format"},
@@ -100,10 +120,14 @@ def image_response(content: bytes, media_type: str, model_id: str, format: str, 
     openapi_extra=IMAGE_BODY,
 )
 async def denoise(request: Request, settings: SettingsDep, queue: QueueDep, metrics: MetricsDep,
-                  format: OutputFormat = "png", model: ModelId = None, strength: Strength = 1.0) -> Response:
+                  format: OutputFormat = "png", model: ModelId = None, strength: Strength = 1.0,
+                  quality: Quality = 95, bits: Bits = None, strip_metadata: StripMetadata = False) -> Response:
+    """The denoised image in ``format``: same size and mode, EXIF (unless ``strip_metadata``) and ICC
+    profile kept; ``quality`` for jpeg and webp; ``bits=16`` for a 16-bit png or tiff."""
+    output = output_options(format, quality, bits, strip_metadata)
     data, pixels = await read_image(request, settings, format)
     with refused(metrics, model):
         result = await queue.submit(data, format, model, disconnected=request.is_disconnected, pixels=pixels,
-                                    strength=strength)
+                                    strength=strength, output=output)
     metrics.count_image()
     return image_response(result.content, result.media_type, result.model_id, format, result.noise_sigma)

@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from ..denoise_jobs import DenoiseJob, DenoiseJobs
+from ..imaging import output_options
 from ..deps import DenoiseJobsDep, MetricsDep, RegistryDep, SettingsDep
 from ..registry import ModelRegistry, NoActiveModel
 from ..schemas import DenoiseJobAccepted, DenoiseJobInfo
@@ -14,9 +15,12 @@ from .denoise import (
     IMAGE_BODY,
     IMAGE_RESPONSE,
     REFUSALS,
+    Bits,
     ModelId,
     OutputFormat,
+    Quality,
     Strength,
+    StripMetadata,
     image_response,
     read_image,
     refused,
@@ -44,13 +48,15 @@ def _check_model(registry: ModelRegistry, model: str | None) -> None:
 )
 async def submit_job(request: Request, response: Response, settings: SettingsDep, registry: RegistryDep,
                      jobs: DenoiseJobsDep, metrics: MetricsDep, format: OutputFormat = "png",
-                     model: ModelId = None, strength: Strength = 1.0) -> DenoiseJobAccepted:
+                     model: ModelId = None, strength: Strength = 1.0, quality: Quality = 95, bits: Bits = None,
+                     strip_metadata: StripMetadata = False) -> DenoiseJobAccepted:
     """Like `POST /denoise` (same body, parameters and refusals), but answers at once with a job to poll;
     its result is kept for N2N_RESULT_TTL_SECONDS after it ends."""
+    output = output_options(format, quality, bits, strip_metadata)
     data, pixels = await read_image(request, settings, format)
     with refused(metrics, model):
         await asyncio.to_thread(_check_model, registry, model)
-        job = jobs.submit(data, format, model, pixels, strength)
+        job = jobs.submit(data, format, model, pixels, strength, output=output)
     response.headers["Location"] = f"/denoise/jobs/{job.id}"
     return DenoiseJobAccepted(id=job.id, status="queued")
 

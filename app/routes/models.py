@@ -1,11 +1,11 @@
-"""Registered models: list them, switch the active one."""
+"""Registered models: list them, switch the active one, delete trained ones."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from ..deps import Authorized, RegistryDep
-from ..registry import BrokenModel, UnknownModel
+from ..registry import BrokenModel, ModelProtected, UnknownModel
 from ..schemas import Message, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -35,3 +35,19 @@ def activate(model_id: str, registry: RegistryDep) -> ModelInfo:
     except BrokenModel as e:
         raise HTTPException(409, str(e)) from None
     return get_model(model_id, registry)
+
+
+@router.delete("/{model_id}", status_code=204, response_class=Response, dependencies=[Authorized],
+               responses={204: {"description": "deleted: its row, weights and files are gone"},
+                          401: {"model": Message}, 404: {"model": Message},
+                          409: {"model": Message, "description": "a shipped model, the active model, or the "
+                                "init_model of a queued or running job: the message says which"}})
+def delete(model_id: str, registry: RegistryDep) -> Response:
+    """Delete a trained model and its files. From then on no replica lists or serves it (404)."""
+    try:
+        registry.delete(model_id)
+    except UnknownModel:
+        raise HTTPException(404, f"unknown model {model_id!r}") from None
+    except ModelProtected as e:
+        raise HTTPException(409, str(e)) from None
+    return Response(status_code=204)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Response
 
 from n2n_core.distributed import check_nproc, device_type_of
@@ -11,8 +13,9 @@ from n2n_core.serialize import read_metadata
 
 from ..config import Settings
 from ..deps import Authorized, DatasetsDep, RegistryDep, SettingsDep, StoreDep
+from ..model_names import default_name
 from ..registry import ModelRegistry, UnknownModel
-from ..schemas import Job, Message, TrainRequest
+from ..schemas import Job, Message, TrainRequest, without_none
 
 router = APIRouter(prefix="/train", tags=["train"])
 NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
@@ -22,20 +25,48 @@ NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
              responses={401: {"model": Message}, 422: {"description": "invalid body"}})
 def start(req: TrainRequest, response: Response, store: StoreDep, datasets: DatasetsDep,
           registry: RegistryDep, settings: SettingsDep) -> Job:
+    """Queue a training job. The job records what it trains on: the dataset, its kind, and the noise added
+    (``noise`` structured, ``noise_spec`` as `n2n train --noise` writes it) or none for noisy pairs."""
     _check_processes(req.nproc_per_node, settings)
-    if req.dataset != "builtin" and not datasets.exists(req.dataset):
+    kind = "clean" if req.dataset == "builtin" else datasets.kind(req.dataset)
+    if kind is None:
         raise HTTPException(422, f"unknown dataset {req.dataset!r}: use 'builtin' or an id from POST /datasets")
+    if kind == "pairs":
+        _check_pairs_options(req)
     init_weights = None
     if req.init_model is not None:
         req, init_weights = _with_init_arch(req, registry)
     params = req.model_dump()
     if init_weights is not None:
         params["init_weights"] = init_weights  # for the worker; not shown in responses (PRIVATE_PARAMS)
-    params["noise"] = {k: v for k, v in params["noise"].items() if v is not None}
-    noise_from_dict(params["noise"])  # validated again by the core
+    params["name"] = req.name or default_name(params["arch"], req.dataset)
+    params.update(_data_record(req.dataset, kind, without_none(params["noise"]), req.jpeg))
     job = store.create(params)
     response.headers["Location"] = f"/train/{job['id']}"
     return Job.from_row(job)
+
+
+def _check_pairs_options(req: TrainRequest) -> None:
+    """422 when a job on noisy pairs asks for noise or JPEG inputs: nothing would be added to its images."""
+    given = [field for field in ("noise", "jpeg") if field in req.model_fields_set and getattr(req, field) is not None]
+    if given:
+        raise HTTPException(422, f"dataset {req.dataset!r} holds noisy pairs (A/ and B/): their noise is in the "
+                                 f"images, so {' and '.join(given)} does not apply; leave it out")
+
+
+def _data_record(dataset: str, kind: str, noise: dict[str, Any], jpeg: str | None) -> dict[str, Any]:
+    """What a job trains on, as its params record it: noise (structured and as a spec) on clean images,
+    or none on noisy pairs; 422 when the core refuses the noise."""
+    if kind == "pairs":
+        return {"noise": None, "noise_spec": None, "data_kind": "pairs",
+                "data": f"pairs {dataset}: noisy pairs (A/ and B/), no noise added"}
+    try:
+        spec = noise_from_dict(noise).spec()  # validated again by the core
+    except (ValueError, TypeError) as e:
+        raise HTTPException(422, f"invalid noise: {e}") from None
+    inputs = f", half the inputs saved as JPEG of quality {jpeg}" if jpeg else ""
+    return {"noise": noise, "noise_spec": spec, "data_kind": "clean",
+            "data": f"clean {dataset}: clean images with {spec} noise added{inputs}"}
 
 
 def _check_processes(nproc: int, settings: Settings) -> None:

@@ -45,6 +45,32 @@ const mp = (pixels) => {
 };
 const ext = (fmt) => (fmt === "jpeg" ? "jpg" : fmt);
 
+/** The API's ?strength=0..1 for a position of the strength slider (0..100 %), e.g. "1", "0.7". */
+const strengthOf = (percent) => String(Number((Number(percent) / 100).toFixed(2)));
+
+/** What the strength slider at ``percent`` means, for its aria-valuetext. */
+function strengthText(percent) {
+  const p = Math.round(Number(percent));
+  if (p >= 100) return "100 %: fully denoised";
+  if (p <= 0) return "0 %: the photo unchanged";
+  return `${p} %: ${100 - p} % of the photo's grain kept`;
+}
+
+function showStrength() {
+  const slider = $("strength");
+  slider.setAttribute("aria-valuetext", strengthText(slider.value));
+  $("strength-value").textContent = `${slider.value} %`;
+}
+
+/** The status line of a finished run: the photo, its size, the model, the strength (when below 100 %), the time,
+ * and the noise level the service measured in the photo (X-Noise-Sigma), when it sent one. */
+function doneText(run, out, width, height, seconds) {
+  const at = run.strength === "1" ? "" : ` at ${Math.round(Number(run.strength) * 100)} % strength`;
+  const noise = out.sigma ? `; estimated noise level σ ${out.sigma} (of 255)` : "";
+  return `Done: ${run.file.name}, ${width}×${height} pixels, denoised by model ${out.model || "?"}${at} in ` +
+         `${seconds} s${run.job ? " (as a background job)" : ""}${noise}.`;
+}
+
 // ---------------------------------------------------------------------------------------- models
 function modelDetails(m) {
   const card = m.card || {};
@@ -265,7 +291,7 @@ async function denoise(file) {
   state.file = file;
   $("rerun").disabled = false;
   const run = { file, ctrl: new AbortController(), urls: [], t0: performance.now(), format: $("format").value,
-                model: $("model").value, job: false };
+                model: $("model").value, strength: strengthOf($("strength").value), job: false };
   state.run = run;
   const current = () => state.run === run;
   say($("status"), `Checking ${file.name}…`);
@@ -299,7 +325,7 @@ function fail(run, message) {
 }
 
 function query(run) {
-  const params = new URLSearchParams({ format: run.format });
+  const params = new URLSearchParams({ format: run.format, strength: run.strength });
   if (run.model) params.set("model", run.model);
   return params;
 }
@@ -314,7 +340,7 @@ async function viaRequest(run) {
   const resp = await fetch(`/denoise?${query(run)}`, { method: "POST", body: upload(run.file), signal: run.ctrl.signal });
   if (!resp.ok) throw new UserError(await refusal(resp, run.file));
   const blob = await resp.blob();
-  return { url: objectUrl(run, blob), model: resp.headers.get("X-Model-Id") };
+  return { url: objectUrl(run, blob), model: resp.headers.get("X-Model-Id"), sigma: resp.headers.get("X-Noise-Sigma") };
 }
 
 async function viaJob(run) {
@@ -337,7 +363,8 @@ async function viaJob(run) {
   }
   const res = await fetch(`/denoise/jobs/${id}/result`, { signal, cache: "no-store" });
   if (!res.ok) throw new UserError(`Could not fetch the result for ${run.file.name}: ${await errorText(res)}`);
-  return { url: objectUrl(run, await res.blob()), model: res.headers.get("X-Model-Id") };
+  return { url: objectUrl(run, await res.blob()), model: res.headers.get("X-Model-Id"),
+           sigma: res.headers.get("X-Noise-Sigma") };
 }
 
 function decodes(url) {
@@ -385,8 +412,7 @@ async function show(run, beforeUrl, out) {
   $("viewer").hidden = false;
   if (same) layout(); else resetView(w, h);
   const secs = ((performance.now() - run.t0) / 1000).toFixed(1);
-  say($("status"), `Done: ${run.file.name}, ${w}×${h} pixels, denoised by model ${out.model || "?"} in ${secs} s` +
-      (run.job ? " (as a background job)." : "."));
+  say($("status"), doneText(run, out, w, h, secs));
 }
 
 function cancelDenoise() {
@@ -709,11 +735,21 @@ async function startTraining(ev) {
   }
 }
 
+/** "about 45 s left", "about 12 min left", "about 2 h 5 min left" for a running job's ETA. */
+function etaText(seconds) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "";
+  const s = Math.round(seconds);
+  if (s < 60) return `, about ${s} s left`;
+  const min = Math.round(s / 60);
+  return min < 60 ? `, about ${min} min left` : `, about ${Math.floor(min / 60)} h ${min % 60} min left`;
+}
+
 function jobLine(job) {
   const p = job.progress, m = job.metrics || {};
   const psnr = m.val_psnr != null ? `, validation PSNR ${Number(m.val_psnr).toFixed(2)} dB` : "";
   const loss = m.loss != null ? `, loss ${Number(m.loss).toPrecision(3)}` : "";
-  return `Job ${job.id}: ${job.status}, step ${p.step} of ${p.total}${loss}${psnr}` +
+  const eta = job.status === "running" ? etaText(job.eta_seconds) : "";
+  return `Job ${job.id}: ${job.status}, step ${p.step} of ${p.total}${eta}${loss}${psnr}` +
     (job.error ? ` — ${job.error}` : "") + (job.model_id ? ` — model ${job.model_id}` : "");
 }
 
@@ -950,6 +986,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("denoise-cancel").addEventListener("click", cancelDenoise);
   $("model").addEventListener("change", () => { $("model").dataset.touched = "1"; rerun(); });
   $("format").addEventListener("change", rerun);
+  $("strength").addEventListener("input", showStrength);  // while dragging: the value shown and spoken
+  $("strength").addEventListener("change", rerun);        // once set: denoise the same photo again
+  showStrength();  // a value the browser restored on reload
   setupViewer();
   $("train-form").addEventListener("submit", startTraining);
   $("cancel").addEventListener("click", () => cancelJob(state.followed));

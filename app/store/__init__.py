@@ -11,10 +11,10 @@ from .database import Database, StoreConfigError, open_database
 from .datasets import DatasetRows
 from .jobs import JobStore
 from .migrate import upgrade
-from .models import ModelRows
+from .models import ModelGone, ModelInUse, ModelRows
 
-__all__ = ["Database", "DatasetRows", "JobStore", "ModelRows", "StoreConfigError", "open_database",
-           "open_store"]
+__all__ = ["Database", "DatasetRows", "JobStore", "ModelGone", "ModelInUse", "ModelRows", "StoreConfigError",
+           "open_database", "open_store"]
 
 
 def open_store(url: str | None, data_dir: Path) -> Database:

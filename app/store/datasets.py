@@ -26,6 +26,11 @@ class DatasetRows:
                              .order_by(datasets.c.id)).all()
         return [dict(r._mapping) for r in rows]
 
+    def kind(self, dataset_id: str) -> str | None:
+        """'clean' or 'pairs'; None for an unknown dataset."""
+        with self.engine.connect() as c:
+            return c.execute(select(datasets.c.kind).where(datasets.c.id == dataset_id)).scalar()
+
     def exists(self, dataset_id: str) -> bool:
         with self.engine.connect() as c:
             return c.execute(select(datasets.c.id).where(datasets.c.id == dataset_id)).first() is not None

@@ -11,13 +11,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..model_names import name_of_card
 from .database import Database
-from .tables import models, settings
+from .tables import jobs, models, settings
 
 ACTIVE_KEY = "active_model"
+UNFINISHED = ("queued", "running")
+
+
+class ModelInUse(RuntimeError):
+    """A model that may not be deleted now; the message says why."""
+
+
+class ModelGone(LookupError):
+    """A model id without a row (never registered, or deleted meanwhile)."""
 
 
 class ModelRows:
@@ -30,15 +40,53 @@ class ModelRows:
             rows = c.execute(select(models.c.id, models.c.path, models.c.card).order_by(models.c.id)).all()
         return {mid: (path, json.loads(card)) for mid, path, card in rows}
 
-    def add(self, model_id: str, rel_path: str, card: dict[str, Any]) -> bool:
-        """Register a model; False when the id is taken already (left as it was)."""
+    def details(self) -> dict[str, dict[str, Any]]:
+        """{id: {"path", "card", "name", "created_at"}}, ordered by id."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(models.c.id, models.c.path, models.c.card, models.c.name, models.c.created_at)
+                             .order_by(models.c.id)).all()
+        return {r.id: {"path": r.path, "card": json.loads(r.card), "created_at": r.created_at,
+                       "name": r.name or name_of_card(json.loads(r.card), r.created_at)} for r in rows}
+
+    def exists(self, model_id: str) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(select(models.c.id).where(models.c.id == model_id)).first() is not None
+
+    def add(self, model_id: str, rel_path: str, card: dict[str, Any], name: str | None = None) -> bool:
+        """Register a model under ``name`` (default: from its card, see ``name_of_card``), which the stored
+        card carries too; False when the id is taken already (left as it was)."""
+        now = time.time()
+        name = name or name_of_card(card, now)
         try:
             with self.engine.begin() as c:
-                c.execute(models.insert().values(id=model_id, path=rel_path, card=json.dumps(card),
-                                                 created_at=time.time()))
+                c.execute(models.insert().values(id=model_id, path=rel_path, card=json.dumps({**card, "name": name}),
+                                                 created_at=now, name=name))
         except IntegrityError:
             return False
         return True
+
+    def delete(self, model_id: str) -> None:
+        """Remove the model's row: the moment it is gone for every replica. Refused (ModelInUse, saying
+        why) while it is the active model or the init_model of a queued or running job; ModelGone when
+        there is no such row.
+
+        The transaction first locks the active-model setting (PostgreSQL: FOR UPDATE; SQLite: every
+        transaction is BEGIN IMMEDIATE), as ``set_active`` does, so a model cannot be activated on one
+        replica while it is deleted on another."""
+        with self.engine.begin() as c:
+            value = c.execute(select(settings.c.value).where(settings.c.key == ACTIVE_KEY).with_for_update()).scalar()
+            if _active_of(value) == model_id:
+                raise ModelInUse(f"model {model_id!r} is the active model: activate another one first "
+                                 "(POST /models/{id}/activate)")
+            users = [job_id for job_id, params in c.execute(
+                select(jobs.c.id, jobs.c.params).where(jobs.c.status.in_(UNFINISHED))).all()
+                if _init_model_of(params) == model_id]
+            if users:
+                raise ModelInUse(f"model {model_id!r} is the init_model of job{'s' if len(users) > 1 else ''} "
+                                 f"{', '.join(sorted(users))}, not finished yet: cancel or wait for "
+                                 f"{'them' if len(users) > 1 else 'it'} first")
+            if c.execute(delete(models).where(models.c.id == model_id)).rowcount == 0:
+                raise ModelGone(model_id)
 
     def adopt_files(self, data_dir: Path, known: set[str]) -> None:
         """Register model files put under ``<data_dir>/models`` by hand (a card <id>.json beside
@@ -63,11 +111,15 @@ class ModelRows:
         except ValueError:
             return {}
 
-    def set_active(self, model_id: str, setting: str | None = None, keep_setting: bool = True) -> None:
+    def set_active(self, model_id: str, setting: str | None = None, keep_setting: bool = True,
+                   must_exist: bool = False) -> None:
         """Make ``model_id`` the active model; with ``keep_setting``, the N2N_WEIGHTS it was chosen under
-        stays what it was (unless ``setting`` is given)."""
+        stays what it was (unless ``setting`` is given). ``must_exist``: a model with a row (a trained one),
+        checked under the same lock as ``delete`` takes: ModelGone when it was deleted meanwhile."""
         with self.engine.begin() as c:
-            old = c.execute(select(settings.c.value).where(settings.c.key == ACTIVE_KEY)).scalar()
+            old = c.execute(select(settings.c.value).where(settings.c.key == ACTIVE_KEY).with_for_update()).scalar()
+            if must_exist and c.execute(select(models.c.id).where(models.c.id == model_id)).first() is None:
+                raise ModelGone(model_id)
             if setting is None and keep_setting and old:
                 try:
                     setting = json.loads(old).get("setting")
@@ -82,3 +134,19 @@ class ModelRows:
                 except IntegrityError:
                     pass
             c.execute(update(settings).where(settings.c.key == ACTIVE_KEY).values(value=value))
+
+
+def _active_of(value: str | None) -> str | None:
+    """The model id in the stored active-model setting."""
+    try:
+        return json.loads(value).get("active") if value else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _init_model_of(params: str) -> str | None:
+    """The init_model in a job's stored params."""
+    try:
+        return json.loads(params).get("init_model")
+    except (ValueError, AttributeError):
+        return None

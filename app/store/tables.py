@@ -41,6 +41,7 @@ models = Table(
     Column("path", Text, nullable=False),  # the weights, relative to N2N_DATA_DIR (the shared volume)
     Column("card", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("name", String(64)),  # what the user calls it (POST /train's name); also the card's "name"
 )
 
 datasets = Table(

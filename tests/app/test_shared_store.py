@@ -237,7 +237,7 @@ def test_an_existing_sqlite_data_dir_keeps_its_jobs_models_datasets_and_active_m
         c.post(f"/train/{new.json()['id']}/cancel", headers=AUTH)
     engine = open_database(None, data_dir).engine
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     assert {"worker_parent", "worker_host", "lease", "nproc_per_node"} <= {
         col["name"] for col in inspect(engine).get_columns("jobs")}
 

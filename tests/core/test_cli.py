@@ -1,6 +1,8 @@
 """The n2n command end to end on small inputs."""
 
+import io
 import json
+import re
 import subprocess
 import sys
 
@@ -101,6 +103,40 @@ def test_help_everywhere():
         assert r.returncode == 0 and "usage: n2n" in r.stdout
 
 
+HEAVY = ("torch", "numpy", "PIL", "tqdm", "cv2", "safetensors")
+HELP_IMPORTS = """
+import contextlib, io, sys
+import n2n_core.cli
+for argv in ([], ["train"], ["eval"], ["denoise"], ["serve"], ["worker"]):
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            n2n_core.cli.main([*argv, "--help"])
+        except SystemExit as e:
+            assert e.code == 0, (argv, e.code)
+    assert "usage: n2n" in out.getvalue(), argv
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {heavy})))
+"""
+
+
+def test_help_imports_no_heavy_library():
+    """`n2n --help` (any command's) stays fast: neither the package nor the CLI module imports torch & co."""
+    r = subprocess.run([sys.executable, "-c", HELP_IMPORTS.format(heavy=set(HEAVY))], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"imported by --help: {r.stdout.strip()}"
+
+
+def test_the_package_exports_load_lazily_and_all_resolve():
+    code = ("import sys, n2n_core; assert 'torch' not in sys.modules; from n2n_core import *; "
+            "import n2n_core as n; print(sorted(n.__all__) == sorted(k for k in n.__all__ if k in dir(n)), "
+            "type(n.Conv2d).__name__, n.layers.__name__, n.serialize.__name__, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "type", "n2n_core.layers", "n2n_core.serialize", "True"]
+    for name in n2n_core.__all__:
+        assert getattr(n2n_core, name) is not None
+    with pytest.raises(AttributeError):
+        n2n_core.no_such_name  # noqa: B018
+
 def test_denoise_reads_photos_one_at_a_time_and_skips_a_bad_one_by_name(tmp_path, tiny, capsys, monkeypatch):
     from n2n_core import images
 
@@ -148,25 +184,72 @@ def test_denoise_takes_folders_globs_and_output_formats(tmp_path, tiny, capsys):
         assert len(err) == 1 and err[0].startswith("n2n: error:") and "Errno" not in err[0], err
 
 
-def test_denoise_shows_a_bar_per_large_photo(tmp_path, tiny, monkeypatch):
-    import n2n_core.cli as cli
+class _Stderr(io.StringIO):
+    """A captured stderr that says it is (or is not) a terminal."""
 
-    bars = []
-    real_bar = cli._progress_bar
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
 
-    def recording_bar(total, desc, unit="step"):
-        bar = real_bar(total, desc, unit)
-        bars.append((desc, unit, total, bar))
-        return bar
+    def isatty(self) -> bool:
+        return self.tty
 
-    monkeypatch.setattr(cli, "_progress_bar", recording_bar)
+
+def _two_photos(folder):
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(tmp_path / "large.png")
-    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / "small.png")
-    assert main(["denoise", str(tmp_path / "large.png"), str(tmp_path / "small.png"), "-o", str(tmp_path / "o"),
-                 "--weights", str(tiny), "--tile", "64"]) == 0
-    tile_bars = [(desc, total, bar.n) for desc, unit, total, bar in bars if unit == "tile"]
-    assert len(tile_bars) == 1 and tile_bars[0][0] == "large.png" and tile_bars[0][1] > 1  # none for small.png
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(folder / "large.png")
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(folder / "small.png")
+    return [folder / "large.png", folder / "small.png"]
+
+
+@pytest.mark.parametrize(("tty", "flags", "bars", "summary"), [
+    (True, [], True, True),                    # a terminal: bars by default
+    (False, [], False, True),                  # a pipe or a file: none
+    (False, ["--progress"], True, True),       # forced
+    (True, ["--no-progress"], False, True),
+    (True, ["-q"], False, False),              # nothing on stderr at all
+])
+def test_denoise_progress_bars_per_photo_of_several_tiles(tmp_path, tiny, monkeypatch, capsys, tty, flags, bars,
+                                                         summary):
+    err = _Stderr(tty)
+    monkeypatch.setattr(sys, "stderr", err)
+    inputs = _two_photos(tmp_path / "in")
+    assert main(["denoise", *map(str, inputs), "-o", str(tmp_path / "o"), "--weights", str(tiny), "--tile", "64",
+                 *flags]) == 0
+    text = err.getvalue()
+    steps = [(int(d), int(t)) for d, t in re.findall(r"large\.png:.*?(\d+)/(\d+) \[", text)]
+    if bars:
+        assert steps and steps[-1][0] == steps[-1][1] > 1, text  # the large photo's bar, in several tiles, to its end
+        assert "small.png:" not in text, text  # one tile, under a megapixel: no bar of its own
+        assert re.search(r"denoise:.*2/2", text), text  # the bar over the photos
+    else:
+        assert not steps and "denoise:" not in text, text
+    assert ("n2n: 2 photos denoised" in text) == summary, text
+    assert (text == "") == (not summary)
+    assert capsys.readouterr().out.count("estimated noise sigma") == 2  # stdout names every file written
+
+
+def test_a_photo_of_a_megapixel_has_a_bar_before_its_first_step(monkeypatch):
+    from n2n_core.cli import PHOTO_BAR_PIXELS, PhotoProgress, needs_photo_bar, show_progress
+
+    assert needs_photo_bar(PHOTO_BAR_PIXELS, None) and needs_photo_bar(10, 3)
+    assert not needs_photo_bar(PHOTO_BAR_PIXELS - 1, None) and not needs_photo_bar(PHOTO_BAR_PIXELS - 1, 1)
+    assert show_progress(None, _Stderr(True)) and not show_progress(None, _Stderr(False))
+    assert show_progress(True, _Stderr(False)) and not show_progress(False, _Stderr(True))
+    err = _Stderr(True)
+    monkeypatch.setattr(sys, "stderr", err)
+    progress = PhotoProgress("big.jpg", enabled=True)
+    progress.start(PHOTO_BAR_PIXELS)
+    assert "big.jpg:" in err.getvalue()  # shown while the first step still runs
+    progress.step(1, 3)
+    assert "1/3" in err.getvalue()
+    progress.close()
+    quiet = PhotoProgress("other.jpg", enabled=False)
+    quiet.start(10 * PHOTO_BAR_PIXELS)
+    quiet.step(1, 3)
+    quiet.close()
+    assert "other.jpg" not in err.getvalue()
 
 
 def test_denoise_strength_blends_and_reports_the_noise_level(tmp_path, tiny, capsys):
@@ -184,3 +267,43 @@ def test_denoise_strength_blends_and_reports_the_noise_level(tmp_path, tiny, cap
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "strength" in err[0], err
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_denoise_keeps_the_metadata_unless_strip_metadata(tmp_path, tiny, capsys):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 31.0, 12.0)})  # GPS
+    src = tmp_path / "shot.jpg"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(
+        src, exif=exif, icc_profile=srgb)
+    for fmt in ("png", "jpeg", "webp", "tiff"):
+        assert main(["denoise", str(src), "-o", str(tmp_path / fmt), "--weights", str(tiny), "--format", fmt]) == 0
+        with Image.open(tmp_path / fmt / f"shot.{fmt}") as im:
+            assert im.getexif()[0x010F] == "Canon" and im.getexif().get_ifd(0x8825)[1] == "N", fmt
+            assert im.info["icc_profile"] == srgb, fmt
+    assert main(["denoise", str(src), "-o", str(tmp_path / "bare"), "--weights", str(tiny), "--format", "tiff",
+                 "--bits", "16", "--strip-metadata"]) == 0
+    with Image.open(tmp_path / "bare" / "shot.tiff") as im:
+        assert 0x010F not in im.getexif() and not im.getexif().get_ifd(0x8825)
+        assert im.info["icc_profile"] == srgb  # the colour profile is kept
+    assert cv2.imread(str(tmp_path / "bare" / "shot.tiff"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    capsys.readouterr()
+    assert main(["denoise", str(src), "-o", str(tmp_path / "no"), "--weights", str(tiny), "--format", "jpeg",
+                 "--bits", "16"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bits 16" in err[0], err
+
+
+def test_train_has_one_default_architecture_the_api_shares():
+    """The API's side: tests/app/test_train_noise.py."""
+    from n2n_core.cli import _train_config, build_parser
+    from n2n_core.models import DEFAULT_ARCH
+    from n2n_core.train import TrainConfig
+
+    args = build_parser().parse_args(["train", "--out", "x.safetensors"])
+    assert _train_config(args).arch == DEFAULT_ARCH == TrainConfig().arch
+    r = subprocess.run([sys.executable, "-m", "n2n_core.cli", "train", "--help"], capture_output=True, text=True)
+    assert f"else {DEFAULT_ARCH}, as for POST /train" in " ".join(r.stdout.split())

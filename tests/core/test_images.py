@@ -148,3 +148,14 @@ def test_an_unreadable_tiff_is_an_image_error():
         images.decode(data[:60])
     with pytest.raises(images.ImageError):
         images.probe(b"II*\0" + b"\xff" * 20)
+
+
+def test_a_png_with_a_damaged_body_is_refused_not_read_as_blank():
+    """Reading its metadata first once made Pillow swallow the broken stream and hand back zeros."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", b"not deflate data") + chunk(b"IEND", b""))
+    with pytest.raises(images.ImageError, match="cannot decode"):
+        images.decode(data)

@@ -5,6 +5,7 @@ import torch
 
 from n2n_core import images, models
 from n2n_core.infer import Cancelled, denoise, denoise_picture, plan_tiles
+from n2n_core.models import size_multiple
 
 
 def test_any_size_and_tiling_agree():
@@ -156,3 +157,58 @@ def test_strength_blends_the_output_with_the_input_tile_by_tile():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="strength"):
             denoise(m, x, strength=bad)
+
+
+@pytest.mark.parametrize("name", ["default", "fast", "blind"])
+def test_row_streams_equal_the_whole_image_for_every_shipped_model(name):
+    """The default path streams bands, and strips with margins when too wide; odd sizes; to 1e-6."""
+    from n2n_core.infer import _run, plan_bands
+    from n2n_core.receptive import activation_values_per_pixel
+    from n2n_core.serialize import load
+    from n2n_core.streaming import state_per_column, streamable
+    from n2n_core.weights import shipped
+
+    if name not in shipped():
+        pytest.skip(f"no shipped {name!r} model")
+    m = load(shipped()[name])
+    assert streamable(m)
+    h, w = 101, 331
+    x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
+    whole = _run(m, x[None])[0].clamp(0, 1)
+    mult = size_multiple(m)
+    narrow = int(4 * 160 * (state_per_column(m) + mult * activation_values_per_pixel(m)))  # ~160-px windows
+    assert len(plan_bands(m, h, w, narrow).strips) > 1
+    for budget in (None, narrow):
+        torch.testing.assert_close(denoise(m, x, tile_memory=budget), whole, atol=1e-6, rtol=0)
+
+
+def test_bands_report_progress_and_stop_between_bands():
+    from n2n_core.infer import plan_bands
+
+    m = models.build("fast")
+    x = torch.rand(3, 200, 1500)
+    plan = plan_bands(m, 200, 1500, 1 << 30)
+    assert len(plan.strips) == 1 and plan.rows < 200  # a wide photo goes in several bands of full width
+    seen = []
+    out = denoise(m, x, progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) == plan.steps(200, 8) > 1 and seen[-1] == (len(seen), len(seen))
+    torch.testing.assert_close(out, denoise(m, x, tile=4096), atol=1e-6, rtol=0)
+    with pytest.raises(Cancelled):
+        denoise(m, x, should_stop=lambda: len(seen) > plan.steps(200, 8) + 2,
+                progress=lambda done, total: seen.append(done))
+
+
+def test_band_memory_is_bounded_by_the_budget_whatever_the_width():
+    """Very wide images fall back to full-height strips whose streams fit the budget."""
+    from n2n_core.infer import plan_bands
+    from n2n_core.receptive import activation_values_per_pixel
+    from n2n_core.streaming import state_per_column
+
+    m = models.build("unet-s")
+    budget = 64 << 20
+    for h, w in [(4000, 6000), (200, 200_000), (40_000, 1000), (64, 64)]:
+        plan = plan_bands(m, h, w, budget)
+        widest = max(t.window_right - t.window_left for t in plan.strips)
+        values = widest * (state_per_column(m) + plan.rows * activation_values_per_pixel(m))
+        assert values * 4 <= budget or plan.rows == 1, (h, w, plan.rows, len(plan.strips))
+        assert sum(t.width for t in plan.strips) == w and all(t.height == h for t in plan.strips)

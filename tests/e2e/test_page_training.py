@@ -101,3 +101,33 @@ def test_model_names_show_date_and_validation_psnr(server, browser):
                                timeout=HANG_GUARD)
         default = page.evaluate("[...document.getElementById('model').options].find(o => o.value === 'default').text")
         assert "dB" in default, default
+
+
+# ------------------------------------------------------------------------------------ issue 16: names and ETA
+def test_the_model_menu_leads_with_the_name_and_a_running_job_shows_its_eta(server, browser):
+    with opened(browser, server, 1280, 900) as (page, log):
+        def models(route):
+            resp = route.fetch()
+            body = resp.json()
+            body["models"].append({"id": "m-0a1b2c3d4e", "name": "garden photos", "shipped": False, "active": False,
+                                   "created_at": 1767225600.0, "card": {"architecture": "fast", "metrics": [
+                                       {"name": "validation PSNR (final)", "psnr": 28.456}]}})
+            route.fulfill(response=resp, json=body)
+
+        def jobs(route):
+            if route.request.method != "GET":
+                route.continue_()
+                return
+            job = {"id": "j2", "status": "running", "params": {}, "model_id": None, "eta_seconds": 150,
+                   "progress": {"step": 40, "total": 100, "fraction": 0.4}, "created_at": 1767225000.0,
+                   "metrics": {"loss": 0.01, "history": []}}
+            route.fulfill(json=[job])
+
+        page.route("**/models", models)
+        page.route("**/train", jobs)
+        page.goto(server)
+        page.wait_for_function("""() => [...document.getElementById('model').options].some(o =>
+            o.value === 'm-0a1b2c3d4e' && o.text.startsWith('garden photos (m-0a1b2c3d4e)')
+            && o.text.includes('2026-01-01') && o.text.includes('28.46 dB'))""", timeout=HANG_GUARD)
+        page.wait_for_function("""() => { const li = document.querySelector('#jobs li[data-job="j2"]');
+            return li && li.innerText.includes('step 40 of 100, about 3 min left'); }""", timeout=HANG_GUARD)

@@ -1,0 +1,302 @@
+"""Row-streamed forward passes: a network run over an image band by band, every value computed once.
+
+A stream takes the rows of its input in consecutive bands, top to bottom, and gives back the rows of
+its output that those rows already determine. It keeps only what later rows still need:
+
+    convolution   the last d(k-1) + 1 - s rows of its (zero-padded) input: output row i reads padded
+                  input rows s*i .. s*i + d(k-1)
+    max pooling   the rows of an unfinished window (output row i reads rows k*i .. k*i + k-1)
+    upsampling    nothing (output rows s*i .. s*i + s-1 copy input row i)
+    concat, sum   the rows one branch has produced and the other has not reached yet
+    pointwise     nothing
+
+Pushing an image in bands and stacking the output bands gives the forward pass of the whole image,
+equal up to the float rounding of the matrix products, with memory set by the band height and the
+network's lag (the U-Net's skip connections hold about its receptive radius in rows), not by the
+image height, and without the margins that overlapping tiles recompute.
+
+    stream = row_stream(model)
+    for k, band in enumerate(bands):       # (N, C, r, W) each, r >= 1
+        rows = stream.push(band, last=k == len(bands) - 1)   # (N, C', r', W') or None (no row yet)
+
+Streams work on 4-d batches of the model's dtype and device. ``row_stream`` raises ValueError for a
+layer that has no row-wise form (a transposed convolution, a self-ensemble's rotations).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .functional.conv import conv2d_forward
+from .layers import Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual, Sequential, Sigmoid
+from .layers.pool import maxpool2d_forward
+from .layers.upsample import upsample_nearest_forward
+from .module import Module
+
+POINTWISE = (Identity, ReLU, LeakyReLU, Sigmoid)
+
+
+class RowStream:
+    """Consumes input rows in bands, top to bottom; gives back the output rows they complete."""
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        """Take the next band (N, C, r, W) (None: no new rows); ``last`` marks the end of the input.
+        Returns the next output rows (N, C', r', W'), or None when none is complete yet."""
+        raise NotImplementedError
+
+    def held(self) -> int:
+        """Values this stream (with its children) keeps between pushes."""
+        return 0
+
+
+class _Pointwise(RowStream):
+    def __init__(self, module: Module, inplace: bool) -> None:
+        self.module, self.inplace = module, inplace
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        if rows is None:
+            return None
+        return self.module.forward_inplace(rows) if self.inplace else self.module(rows)  # type: ignore[attr-defined]
+
+
+class _Conv(RowStream):
+    """Conv2d by rows: the band is stacked under the kept rows (zero rows above the first and below the
+    last stand for the vertical padding), convolved without vertical padding, and the rows that the
+    next output row still reads are kept."""
+
+    def __init__(self, conv: Conv2d) -> None:
+        self.conv = conv
+        self.kept: Tensor | None = None
+        self.started = False
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        conv = self.conv
+        pad_rows = conv.padding[0]
+        parts = [] if self.kept is None else [self.kept]
+        if rows is not None:
+            if not self.started and pad_rows:
+                parts.append(rows.new_zeros((rows.shape[0], rows.shape[1], pad_rows, rows.shape[3])))
+            self.started = True
+            parts.append(rows)
+        if last and pad_rows and parts:
+            like = parts[-1]
+            parts.append(like.new_zeros((like.shape[0], like.shape[1], pad_rows, like.shape[3])))
+        if not parts:
+            return None
+        stacked = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+        reach = conv.dilation[0] * (conv.kernel_size[0] - 1)  # rows below an output row's first input row
+        stride = conv.stride[0]
+        count = (stacked.shape[2] - reach - 1) // stride + 1 if stacked.shape[2] > reach else 0
+        self.kept = stacked[:, :, count * stride:].clone() if not last else None
+        if count == 0:
+            return None
+        window = stacked[:, :, : (count - 1) * stride + reach + 1]
+        out, _ = conv2d_forward(window, conv.weight, conv.bias, conv.stride, (0, conv.padding[1]), conv.dilation)
+        return out
+
+    def held(self) -> int:
+        return 0 if self.kept is None else self.kept.numel()
+
+
+class _MaxPool(RowStream):
+    """MaxPool2d by rows: whole windows of k rows are pooled; a partial window waits (dropped at the end,
+    as the whole-image pooling drops trailing rows)."""
+
+    def __init__(self, pool: MaxPool2d) -> None:
+        self.pool = pool
+        self.kept: Tensor | None = None
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        parts = [t for t in (self.kept, rows) if t is not None]
+        if not parts:
+            return None
+        stacked = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+        window = self.pool.kernel_size[0]
+        count = stacked.shape[2] // window
+        self.kept = stacked[:, :, count * window:].clone() if not last and stacked.shape[2] % window else None
+        if count == 0:
+            return None
+        return maxpool2d_forward(stacked[:, :, : count * window], self.pool.kernel_size)[0]
+
+    def held(self) -> int:
+        return 0 if self.kept is None else self.kept.numel()
+
+
+class _Upsample(RowStream):
+    def __init__(self, upsample: NearestUpsampling) -> None:
+        self.scale = upsample.scale_factor
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        return None if rows is None else upsample_nearest_forward(rows, self.scale)
+
+
+class _Chain(RowStream):
+    """Sequential by rows; a child works in place where the layer-by-layer forward lets it."""
+
+    def __init__(self, sequential: Sequential) -> None:
+        flags = sequential._inplace_flags()
+        self.children = [row_stream(m, inplace) for m, inplace in zip(sequential, flags)]
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        for child in self.children:
+            rows = child.push(rows, last)
+        return rows
+
+    def held(self) -> int:
+        return sum(child.held() for child in self.children)
+
+
+class _Pending:
+    """Rows produced by one branch and not yet combined: a queue of bands, taken from the top."""
+
+    def __init__(self) -> None:
+        self.bands: list[Tensor] = []
+        self.rows = 0
+
+    def add(self, band: Tensor | None) -> None:
+        if band is not None and band.shape[2]:
+            self.bands.append(band)
+            self.rows += band.shape[2]
+
+    def take(self, count: int) -> list[Tensor]:
+        """The first ``count`` rows, as views of the queued bands (top to bottom)."""
+        taken, need = [], count
+        while need:
+            band = self.bands[0]
+            if band.shape[2] <= need:
+                taken.append(self.bands.pop(0))
+                need -= band.shape[2]
+            else:
+                taken.append(band[:, :, :need])
+                self.bands[0] = band[:, :, need:]
+                need = 0
+        self.rows -= count
+        return taken
+
+    def held(self) -> int:
+        return sum(band.numel() for band in self.bands)
+
+
+class _Concat(RowStream):
+    """Concat by rows: each branch's rows wait until every branch has produced them."""
+
+    def __init__(self, concat: Concat) -> None:
+        self.branches = [row_stream(m) for m in concat.branches]
+        self.pending = [_Pending() for _ in self.branches]
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        for branch, pending in zip(self.branches, self.pending):
+            pending.add(branch.push(rows, last))
+        count = min(p.rows for p in self.pending)
+        if count == 0:
+            return None
+        parts = [p.take(count) for p in self.pending]
+        first = parts[0][0]
+        channels = sum(bands[0].shape[1] for bands in parts)
+        out = first.new_empty((first.shape[0], count, first.shape[3], channels)).permute(0, 3, 1, 2)
+        channel = 0
+        for bands in parts:
+            row, width = 0, bands[0].shape[1]
+            for band in bands:
+                out[:, channel : channel + width, row : row + band.shape[2]] = band
+                row += band.shape[2]
+            channel += width
+        return out
+
+    def held(self) -> int:
+        return sum(b.held() for b in self.branches) + sum(p.held() for p in self.pending)
+
+
+class _Residual(RowStream):
+    """Residual by rows: input rows wait for the body's output rows, then y = body(x) + x."""
+
+    def __init__(self, residual: Residual) -> None:
+        self.body = row_stream(residual.body)
+        self.inputs, self.outputs = _Pending(), _Pending()
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        self.inputs.add(rows)
+        self.outputs.add(self.body.push(rows, last))
+        count = min(self.inputs.rows, self.outputs.rows)
+        if count == 0:
+            return None
+        body = _stack(self.outputs.take(count))
+        return body + _stack(self.inputs.take(count))
+
+    def held(self) -> int:
+        return self.body.held() + self.inputs.held() + self.outputs.held()
+
+
+def _stack(bands: list[Tensor]) -> Tensor:
+    return bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
+
+
+def row_stream(model: Module, inplace: bool = False) -> RowStream:
+    """A fresh stream that computes ``model`` by rows (see the module docstring); ValueError for a layer
+    without a row-wise form. ``inplace``: a pointwise layer may overwrite its input band."""
+    if isinstance(model, Sequential):
+        return _Chain(model)
+    if isinstance(model, Concat):
+        return _Concat(model)
+    if isinstance(model, Residual):
+        return _Residual(model)
+    if isinstance(model, Conv2d):
+        return _Conv(model)
+    if isinstance(model, MaxPool2d):
+        return _MaxPool(model)
+    if isinstance(model, NearestUpsampling):
+        return _Upsample(model)
+    if isinstance(model, POINTWISE):
+        return _Pointwise(model, inplace and hasattr(model, "forward_inplace"))
+    raise ValueError(f"row_stream: {type(model).__name__} has no row-by-row form")
+
+
+def streamable(model: Module) -> bool:
+    """Whether ``row_stream`` can run every layer of ``model``."""
+    try:
+        row_stream(model)
+    except ValueError:
+        return False
+    return True
+
+
+def state_per_column(model: Module) -> float:
+    """The most values a stream of ``model`` keeps between pushes, per input column (its lag: about the
+    receptive radius in rows, at every level). Measured once per architecture on a narrow probe pushed
+    in bands of one size multiple."""
+    return _state_per_column(json.dumps(model.config(), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _state_per_column(config: str) -> float:
+    from .models import size_multiple
+    from .receptive import receptive_radius
+
+    with torch.random.fork_rng(devices=[]):
+        model = Module.from_config(json.loads(config))
+    mult = size_multiple(model)
+    width = 4 * mult
+    height = -(-(4 * receptive_radius(model) + 8 * mult) // mult) * mult
+    channels = _input_channels(model)
+    stream = row_stream(model)
+    most = 0
+    for top in range(0, height, mult):
+        stream.push(torch.zeros((1, channels, mult, width)), last=top + mult >= height)
+        most = max(most, stream.held())
+    return most / width
+
+
+def _input_channels(model: Module) -> int:
+    first = next((m for m in model.modules() if isinstance(m, Conv2d)), None)
+    return first.in_channels if first is not None else 3
+
+
+def describe(model: Module) -> dict[str, Any]:
+    """What a row stream of ``model`` costs, for logs and benchmarks."""
+    return {"streamable": streamable(model),
+            "state_per_column": state_per_column(model) if streamable(model) else None}
