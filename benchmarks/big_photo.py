@@ -3,10 +3,11 @@
     python benchmarks/big_photo.py [--weights default] [--threads 2] [--repeats 5]
 
 1. Model time, in this process, same model and threads: the median of ``--repeats`` 512x512 denoises
-   and one 6000x4000 denoise (both through ``n2n_core.denoise`` with its default tiling); prints both,
+   and one 6000x4000 denoise (both through ``n2n_core.denoise`` with its defaults: row streams in
+   bands for the U-Nets, tiles for the rest); prints both,
    the time per megapixel of each, and their ratio (goal: at most 1.2).
 2. Peak resident memory of the whole path for the 24 MP photo: ``n2n denoise big.png`` in a child
-   process (decode, tiles, encode), read from the child's rusage (goal: at most 1.5 GB).
+   process (decode, bands, encode), its VmHWM (goal: at most 1.5 GB).
 Writes benchmarks/results/big_photo.json.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,12 +29,27 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, save_results  # noqa: E402
-from n2n_core.infer import DEFAULT_TILE_MEMORY, denoise, plan_tiles, tile_area  # noqa: E402
+from n2n_core.infer import DEFAULT_TILE_MEMORY, denoise, plan_bands  # noqa: E402
 from n2n_core.models import size_multiple  # noqa: E402
 from n2n_core.receptive import receptive_radius  # noqa: E402
+from n2n_core.streaming import streamable  # noqa: E402
 from n2n_core.runtime import set_threads, tune_allocator  # noqa: E402
 from n2n_core.serialize import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
+
+
+#: ``n2n`` run in a child that reports its own peak resident memory (VmHWM, counted from its exec: the
+#: rusage of a child forked from this large process would include the pages it shared before exec).
+CLI_WITH_PEAK = """
+import sys
+from n2n_core.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print("peak_kib=" + hwm.split()[1], file=sys.stderr)
+sys.exit(code)
+"""
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -79,11 +94,10 @@ def main() -> None:
     per_mp_small = small_seconds / (512 * 512 / 1e6)
     per_mp_big = big_seconds / (args.height * args.width / 1e6)
     mult = size_multiple(model)
-    area = tile_area(model, DEFAULT_TILE_MEMORY)
-    margin = -(-receptive_radius(model) // mult) * mult
-    tiles = plan_tiles(args.height, args.width, area, margin, mult)
-    print(f"{args.weights}: {threads} threads; tiles of up to {area} px ({len(tiles)} for the big photo), "
-          f"margin {margin} px (receptive radius {receptive_radius(model)})")
+    plan = plan_bands(model, args.height, args.width, DEFAULT_TILE_MEMORY)
+    how = (f"row streams: {len(plan.strips)} strip(s), bands of {plan.rows} rows "
+           f"({plan.steps(args.height, mult)} steps for the big photo)" if streamable(model) else "tiles")
+    print(f"{args.weights}: {threads} threads; {how}; receptive radius {receptive_radius(model)} px")
     print(f"512x512: {small_seconds:.3f} s ({per_mp_small:.3f} s/MP, median of {args.repeats})")
     print(f"{args.width}x{args.height}: {big_seconds:.1f} s ({per_mp_big:.3f} s/MP)")
     print(f"per-pixel ratio, big / small: {per_mp_big / per_mp_small:.2f}")
@@ -93,17 +107,17 @@ def main() -> None:
         Image.fromarray(photo(args.height, args.width, 2)).save(src, compress_level=1)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "n2n_core.cli", "denoise", str(src), "-o", str(Path(tmp) / "out"),
-                        "--weights", str(args.weights)], check=True, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        child = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, "denoise", str(src), "-o", str(Path(tmp) / "out"),
+                                "--weights", str(args.weights), "--no-progress"], check=True, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         cli_seconds = time.perf_counter() - t0
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        peak_mb = int(child.stderr.split("peak_kib=")[-1].split()[0]) / 1024
     print(f"n2n denoise of the {args.width}x{args.height} PNG: {cli_seconds:.1f} s, peak resident {peak_mb:.0f} MB")
     save_results("big_photo", {"machine": machine(), "weights": args.weights, "threads": threads,
                                "small_seconds": small_seconds, "small_times": small_times, "big_seconds": big_seconds,
                                "seconds_per_mp_small": per_mp_small, "seconds_per_mp_big": per_mp_big,
-                               "ratio": per_mp_big / per_mp_small, "tile_area": area, "tiles": len(tiles),
-                               "margin": margin, "cli_seconds": cli_seconds, "cli_peak_mb": peak_mb,
+                               "ratio": per_mp_big / per_mp_small, "streamed": streamable(model),
+                               "band_rows": plan.rows, "strips": len(plan.strips), "cli_seconds": cli_seconds, "cli_peak_mb": peak_mb,
                                "command": "python benchmarks/big_photo.py " + " ".join(sys.argv[1:])})
 
 

@@ -154,6 +154,32 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
+#: rows converted at a time between integer arrays and float tensors: a 24 MP photo needs no
+#: full-size float temporaries, only the result (about 4 MB of floats per block of a 6000-wide photo)
+CONVERSION_ROWS = 64
+
+
+def to_unit_floats(a: np.ndarray, scale: float) -> Tensor:
+    """(H, W, C) integers -> float32 (C, H, W) tensor a / scale, converted a block of rows at a time."""
+    h, w, c = a.shape
+    out = torch.empty((c, h, w), dtype=torch.float32)
+    for top in range(0, h, CONVERSION_ROWS):
+        block = torch.from_numpy(np.ascontiguousarray(a[top : top + CONVERSION_ROWS]))
+        out[:, top : top + block.shape[0]] = block.permute(2, 0, 1).to(torch.float32).div_(scale)
+    return out
+
+
+def to_integers(pixels: Tensor, scale: float, dtype: type) -> np.ndarray:
+    """float (C, H, W) in [0, 1] -> (H, W, C) array round(clamp(x, 0, 1) * scale) of ``dtype``, a block
+    of rows at a time."""
+    c, h, w = pixels.shape
+    out = np.empty((h, w, c), dtype=dtype)
+    for top in range(0, h, CONVERSION_ROWS):
+        block = pixels[:, top : top + CONVERSION_ROWS].clamp(0, 1).mul_(scale).round_()
+        out[top : top + block.shape[1]] = block.permute(1, 2, 0).cpu().numpy()
+    return out
+
+
 def _from_array(a: np.ndarray, bits: int, fmt: str) -> Picture:
     """(H, W), (H, W, 2|3|4) integer array -> Picture."""
     scale = 65535.0 if bits == 16 else 255.0
@@ -162,8 +188,7 @@ def _from_array(a: np.ndarray, bits: int, fmt: str) -> Picture:
     alpha = None
     if a.shape[2] in (2, 4):
         alpha, a = a[:, :, -1].copy(), a[:, :, :-1]
-    pixels = torch.from_numpy(np.ascontiguousarray(a).astype(np.float32) / scale).permute(2, 0, 1).contiguous()
-    return Picture(pixels, alpha, bits, fmt)
+    return Picture(to_unit_floats(a, scale), alpha, bits, fmt)
 
 
 def _png_is_grey(data: bytes) -> bool:
@@ -272,7 +297,7 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95, *, bits: int | Non
     keep16 = output_bits(pic.bits, fmt, bits) == 16
     scale = 65535.0 if keep16 else 255.0
     dtype = np.uint16 if keep16 else np.uint8
-    px = (pic.pixels.clamp(0, 1) * scale).round_().permute(1, 2, 0).cpu().numpy().astype(dtype)
+    px = to_integers(pic.pixels, scale, dtype)
     alpha = pic.alpha
     if alpha is not None:
         if alpha.dtype != dtype:  # 16-bit alpha written to an 8-bit format, or the reverse

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .functional.conv import conv2d_forward
+from .functional.conv import conv2d_nhwc_padded
 from .layers import Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual, Sequential, Sigmoid
 from .layers.pool import maxpool2d_forward
 from .layers.upsample import upsample_nearest_forward
@@ -65,39 +65,53 @@ class _Pointwise(RowStream):
 
 
 class _Conv(RowStream):
-    """Conv2d by rows: the band is stacked under the kept rows (zero rows above the first and below the
-    last stand for the vertical padding), convolved without vertical padding, and the rows that the
-    next output row still reads are kept."""
+    """Conv2d by rows, channels-last: the kept rows and the new band are copied once into a buffer with
+    the horizontal zero padding (and zero rows above the first band and below the last for the
+    vertical padding), convolved without further padding, and the rows that the next output row still
+    reads are kept (already laid out and padded)."""
 
     def __init__(self, conv: Conv2d) -> None:
         self.conv = conv
-        self.kept: Tensor | None = None
+        self.kept: Tensor | None = None  # (N, rows, W + 2 pad, C)
         self.started = False
 
     def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
         conv = self.conv
-        pad_rows = conv.padding[0]
-        parts = [] if self.kept is None else [self.kept]
-        if rows is not None:
-            if not self.started and pad_rows:
-                parts.append(rows.new_zeros((rows.shape[0], rows.shape[1], pad_rows, rows.shape[3])))
-            self.started = True
-            parts.append(rows)
-        if last and pad_rows and parts:
-            like = parts[-1]
-            parts.append(like.new_zeros((like.shape[0], like.shape[1], pad_rows, like.shape[3])))
-        if not parts:
-            return None
-        stacked = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+        pad_rows, pad_cols = conv.padding
+        kept = 0 if self.kept is None else self.kept.shape[1]
+        top = pad_rows if rows is not None and not self.started else 0
+        new = 0 if rows is None else rows.shape[2]
+        bottom = pad_rows if last else 0
+        height = kept + top + new + bottom
         reach = conv.dilation[0] * (conv.kernel_size[0] - 1)  # rows below an output row's first input row
         stride = conv.stride[0]
-        count = (stacked.shape[2] - reach - 1) // stride + 1 if stacked.shape[2] > reach else 0
-        self.kept = stacked[:, :, count * stride:].clone() if not last else None
+        count = (height - reach - 1) // stride + 1 if height > reach else 0
+        if count == 0 and rows is None:
+            if last:
+                self.kept = None
+            return None
+        like = rows if rows is not None else self.kept
+        n, channels = like.shape[0], conv.in_channels
+        width = (rows.shape[3] + 2 * pad_cols) if rows is not None else self.kept.shape[2]  # type: ignore[union-attr]
+        buffer = like.new_empty((n, height, width, channels))
+        if kept:
+            buffer[:, :kept] = self.kept
+        if top:
+            buffer[:, kept : kept + top].zero_()
+        if rows is not None:
+            band = buffer[:, kept + top : kept + top + new]
+            if pad_cols:
+                band[:, :, :pad_cols].zero_()
+                band[:, :, width - pad_cols :].zero_()
+            band[:, :, pad_cols : width - pad_cols] = rows.permute(0, 2, 3, 1)
+            self.started = True
+        if bottom:
+            buffer[:, height - bottom :].zero_()
+        self.kept = None if last else buffer[:, count * stride :].clone()
         if count == 0:
             return None
-        window = stacked[:, :, : (count - 1) * stride + reach + 1]
-        out, _ = conv2d_forward(window, conv.weight, conv.bias, conv.stride, (0, conv.padding[1]), conv.dilation)
-        return out
+        window = buffer[:, : (count - 1) * stride + reach + 1]
+        return conv2d_nhwc_padded(window, conv.weight, conv.bias, conv.stride, conv.dilation)
 
     def held(self) -> int:
         return 0 if self.kept is None else self.kept.numel()
@@ -136,16 +150,34 @@ class _Upsample(RowStream):
 
 
 class _Chain(RowStream):
-    """Sequential by rows; a child works in place where the layer-by-layer forward lets it."""
+    """Sequential by rows; a child works in place where the layer-by-layer forward lets it.
 
-    def __init__(self, sequential: Sequential) -> None:
+    Rows that reach a child in a larger block than ``piece_pixels`` (the end of the image, when every
+    level gives back the rows it held) go down the rest of the chain a piece at a time, so that no
+    layer works on more than about a band."""
+
+    def __init__(self, sequential: Sequential, piece_pixels: int | None) -> None:
         flags = sequential._inplace_flags()
-        self.children = [row_stream(m, inplace) for m, inplace in zip(sequential, flags)]
+        self.children = [row_stream(m, inplace, piece_pixels) for m, inplace in zip(sequential, flags)]
+        self.piece_pixels = piece_pixels
 
     def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
-        for child in self.children:
-            rows = child.push(rows, last)
-        return rows
+        return self._push_from(0, rows, last)
+
+    def _push_from(self, index: int, rows: Tensor | None, last: bool) -> Tensor | None:
+        if index == len(self.children):
+            return rows
+        pieces: list[Tensor | None] = [rows]
+        if rows is not None and self.piece_pixels is not None:
+            height = max(1, self.piece_pixels // max(1, rows.shape[3]))
+            pieces = list(rows.split(height, dim=2)) if rows.shape[2] > height else [rows]
+        outputs = []
+        for k, piece in enumerate(pieces):
+            final = last and k == len(pieces) - 1
+            out = self._push_from(index + 1, self.children[index].push(piece, final), final)
+            if out is not None:
+                outputs.append(out)
+        return _stack(outputs) if outputs else None
 
     def held(self) -> int:
         return sum(child.held() for child in self.children)
@@ -185,8 +217,8 @@ class _Pending:
 class _Concat(RowStream):
     """Concat by rows: each branch's rows wait until every branch has produced them."""
 
-    def __init__(self, concat: Concat) -> None:
-        self.branches = [row_stream(m) for m in concat.branches]
+    def __init__(self, concat: Concat, piece_pixels: int | None) -> None:
+        self.branches = [row_stream(m, piece_pixels=piece_pixels) for m in concat.branches]
         self.pending = [_Pending() for _ in self.branches]
 
     def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
@@ -215,8 +247,8 @@ class _Concat(RowStream):
 class _Residual(RowStream):
     """Residual by rows: input rows wait for the body's output rows, then y = body(x) + x."""
 
-    def __init__(self, residual: Residual) -> None:
-        self.body = row_stream(residual.body)
+    def __init__(self, residual: Residual, piece_pixels: int | None) -> None:
+        self.body = row_stream(residual.body, piece_pixels=piece_pixels)
         self.inputs, self.outputs = _Pending(), _Pending()
 
     def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
@@ -236,15 +268,16 @@ def _stack(bands: list[Tensor]) -> Tensor:
     return bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
 
 
-def row_stream(model: Module, inplace: bool = False) -> RowStream:
+def row_stream(model: Module, inplace: bool = False, piece_pixels: int | None = None) -> RowStream:
     """A fresh stream that computes ``model`` by rows (see the module docstring); ValueError for a layer
-    without a row-wise form. ``inplace``: a pointwise layer may overwrite its input band."""
+    without a row-wise form. ``inplace``: a pointwise layer may overwrite its input band.
+    ``piece_pixels``: the most pixels a layer works on at once (None: whatever arrives)."""
     if isinstance(model, Sequential):
-        return _Chain(model)
+        return _Chain(model, piece_pixels)
     if isinstance(model, Concat):
-        return _Concat(model)
+        return _Concat(model, piece_pixels)
     if isinstance(model, Residual):
-        return _Residual(model)
+        return _Residual(model, piece_pixels)
     if isinstance(model, Conv2d):
         return _Conv(model)
     if isinstance(model, MaxPool2d):

@@ -101,25 +101,33 @@ def _im2col(xp: Tensor, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, o
     return windows.reshape(n * out[0] * out[1], kernel[0] * kernel[1] * c)
 
 
-def _blocks(n: int, out: Pair, k: int, device: torch.device) -> list[tuple[slice, slice]]:
-    """Split the (N, Ho) output rows into blocks of about CHUNK_ELEMENTS column values.
+Block = tuple[slice, slice, slice]  # images, output rows, output columns
 
-    A block is either whole images or rows of one image, so its output rows are contiguous.
+
+def _blocks(n: int, out: Pair, k: int, device: torch.device) -> list[Block]:
+    """Split the (N, Ho, Wo) output positions into blocks of about CHUNK_ELEMENTS column values.
+
+    A block is whole images, whole rows of one image, or part of one row (an image too wide for one
+    row's columns to stay in cache), so its output positions are contiguous in NHWC.
     """
     ho, wo = out
     limit = CHUNK_ELEMENTS if device.type == "cpu" else max(CHUNK_ELEMENTS, CUDA_CHUNK_ELEMENTS)
+    every = slice(0, wo)
+    if wo * k > limit:
+        width = max(1, limit // max(1, k))
+        return [(slice(i, i + 1), slice(r, r + 1), slice(c, min(wo, c + width)))
+                for i in range(n) for r in range(ho) for c in range(0, wo, width)]
     rows = max(1, limit // max(1, wo * k))
     if rows >= ho:
         step = max(1, rows // ho)
-        return [(slice(i, min(n, i + step)), slice(0, ho)) for i in range(0, n, step)]
-    return [(slice(i, i + 1), slice(r, min(ho, r + rows))) for i in range(n) for r in range(0, ho, rows)]
+        return [(slice(i, min(n, i + step)), slice(0, ho), every) for i in range(0, n, step)]
+    return [(slice(i, i + 1), slice(r, min(ho, r + rows)), every) for i in range(n) for r in range(0, ho, rows)]
 
 
-def _block_cols(xp: Tensor, block: tuple[slice, slice], kernel: Pair, stride: Pair, dilation: Pair, wo: int,
-                offset: Pair) -> Tensor:
-    ns, rs = block
-    return _im2col(xp[ns], kernel, stride, dilation, (rs.stop - rs.start, wo),
-                   (offset[0] + rs.start * stride[0], offset[1]))
+def _block_cols(xp: Tensor, block: Block, kernel: Pair, stride: Pair, dilation: Pair, offset: Pair) -> Tensor:
+    images, rows, columns = block
+    return _im2col(xp[images], kernel, stride, dilation, (rows.stop - rows.start, columns.stop - columns.start),
+                   (offset[0] + rows.start * stride[0], offset[1] + columns.start * stride[1]))
 
 
 def _conv_gemm(xp: Tensor, wt: Tensor, bias: Tensor | None, kernel: Pair, stride: Pair, dilation: Pair, out: Pair,
@@ -131,7 +139,7 @@ def _conv_gemm(xp: Tensor, wt: Tensor, bias: Tensor | None, kernel: Pair, stride
     n, o = xp.shape[0], wt.shape[1]
     y = xp.new_empty((n, out[0], out[1], o))
     for block in _blocks(n, out, wt.shape[0], xp.device):
-        cols = _block_cols(xp, block, kernel, stride, dilation, out[1], offset)
+        cols = _block_cols(xp, block, kernel, stride, dilation, offset)
         dst = y[block].view(-1, o)
         if bias is None:
             torch.mm(cols, wt, out=dst)
@@ -151,7 +159,7 @@ def _conv_weight_grad(xp: Tensor, g: Tensor, kernel: Pair, stride: Pair, dilatio
     acc = None
     y = xp.new_empty((n, ho, wo, wt.shape[1])) if wt is not None else None
     for block in _blocks(n, (ho, wo), kernel[0] * kernel[1] * xp.shape[3], xp.device):
-        cols = _block_cols(xp, block, kernel, stride, dilation, wo, (0, 0))
+        cols = _block_cols(xp, block, kernel, stride, dilation, (0, 0))
         gt = g[block].reshape(-1, o).t()
         acc = gt @ cols if acc is None else acc.addmm_(gt, cols)
         if y is not None:
@@ -281,6 +289,18 @@ def conv2d_forward(
     xp = _pad_nhwc(_nhwc(x), *pads)
     y = _conv_gemm(xp, _weight_matrix(weight).t(), bias, kernel, stride, dilation, out)
     return _nchw(y), xp
+
+
+def conv2d_nhwc_padded(xp: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, dilation: Pair) -> Tensor:
+    """y = conv2d(x, w, b) with no further padding, of an input already laid out NHWC and padded.
+
+    xp: (N, Hp, Wp, C) contiguous, weight: (O, C, kh, kw) -> y: (N, O, Ho, Wo) (channels_last strides),
+    Ho = floor((Hp - d(kh-1) - 1) / s) + 1. For callers that build the padded input themselves
+    (a row stream stacks its kept rows and a new band straight into it: one copy, not two).
+    """
+    kernel = (weight.shape[2], weight.shape[3])
+    out = conv2d_output_size((xp.shape[1], xp.shape[2]), kernel, stride, (0, 0), dilation)
+    return _nchw(_conv_gemm(xp, _weight_matrix(weight).t(), bias, kernel, stride, dilation, out))
 
 
 def conv2d_vjp(

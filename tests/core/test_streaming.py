@@ -9,9 +9,9 @@ from n2n_core.models import size_multiple
 from n2n_core.streaming import row_stream, state_per_column, streamable
 
 
-def push_in_bands(model, x, heights):
+def push_in_bands(model, x, heights, piece_pixels=None):
     """Push x (N, C, H, W) through a fresh row stream in bands of the given heights (cycled)."""
-    stream, outputs, top, k = row_stream(model), [], 0, 0
+    stream, outputs, top, k = row_stream(model, piece_pixels=piece_pixels), [], 0, 0
     while top < x.shape[2]:
         bottom = min(x.shape[2], top + heights[k % len(heights)])
         rows = stream.push(x[:, :, top:bottom], last=bottom == x.shape[2])
@@ -32,6 +32,8 @@ def test_bands_of_any_height_give_the_whole_forward_pass(name):
         streamed = push_in_bands(model, x, heights)
         assert streamed.shape == whole.shape
         torch.testing.assert_close(streamed, whole, atol=1e-12, rtol=0)
+    pieces = push_in_bands(model, x, [2 * mult], piece_pixels=x.shape[3] * 3)  # layers see 3 rows at most
+    torch.testing.assert_close(pieces, whole, atol=1e-12, rtol=0)
 
 
 def test_float32_bands_match_the_whole_pass_to_float_rounding():
