@@ -39,10 +39,11 @@ class OutputOptions:
     quality: int = 95
     bits: int | None = None
     strip_metadata: bool = False
+    png_compression: int = images.DEFAULT_PNG_COMPRESSION
 
 
-def output_options(fmt: str, quality: int = 95, bits: int | None = None,
-                   strip_metadata: bool = False) -> OutputOptions:
+def output_options(fmt: str, quality: int = 95, bits: int | None = None, strip_metadata: bool = False,
+                   png_compression: int = images.DEFAULT_PNG_COMPRESSION) -> OutputOptions:
     """The options of a request, checked against its output format ``fmt``: 422 for 16 bits in a format
     that holds 8 (or any value out of range)."""
     try:
@@ -51,7 +52,7 @@ def output_options(fmt: str, quality: int = 95, bits: int | None = None,
             images.output_bits(16, fmt, int(bits))
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    return OutputOptions(int(quality), None if bits is None else int(bits), bool(strip_metadata))
+    return OutputOptions(int(quality), None if bits is None else int(bits), bool(strip_metadata), png_compression)
 
 
 def check_output_size(fmt: str, width: int, height: int) -> None:
@@ -80,7 +81,8 @@ def encode(pic: Picture, fmt: str, options: OutputOptions | None = None) -> tupl
     """(bytes, media type) of ``pic`` as ``fmt``, written with ``options`` (default: ``OutputOptions()``)."""
     options = options or OutputOptions()
     try:
-        data = images.encode(pic, fmt, options.quality, bits=options.bits, strip_metadata=options.strip_metadata)
+        data = images.encode(pic, fmt, options.quality, bits=options.bits, strip_metadata=options.strip_metadata,
+                             png_compression=options.png_compression)
     except ValueError as e:  # ImageError included
         raise HTTPException(400, str(e)) from None
     return data, images.MEDIA_TYPES[images.OUTPUT_FORMATS[fmt.lower()]]

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import torch
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from n2n_core.runtime import cores, split_threads, tune_allocator
+from n2n_core.runtime import cores, serial_thread, split_threads, tune_allocator
 from n2n_core.train import resolve_device
 
 from .config import Settings
@@ -65,7 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        torch.set_grad_enabled(False)
+        # torch works on several cores in the tile thread only; the event loop's thread and the pool
+        # that decodes, encodes and loads stay serial (see n2n_core.runtime.serial_thread)
+        serial_thread()
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(thread_name_prefix="n2n-io", initializer=serial_thread))
         tune_allocator()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:

@@ -124,7 +124,7 @@ async def denoise(request: Request, settings: SettingsDep, queue: QueueDep, metr
                   quality: Quality = 95, bits: Bits = None, strip_metadata: StripMetadata = False) -> Response:
     """The denoised image in ``format``: same size and mode, EXIF (unless ``strip_metadata``) and ICC
     profile kept; ``quality`` for jpeg and webp; ``bits=16`` for a 16-bit png or tiff."""
-    output = output_options(format, quality, bits, strip_metadata)
+    output = output_options(format, quality, bits, strip_metadata, settings.png_compression)
     data, pixels = await read_image(request, settings, format)
     with refused(metrics, model):
         result = await queue.submit(data, format, model, disconnected=request.is_disconnected, pixels=pixels,

@@ -52,7 +52,7 @@ async def submit_job(request: Request, response: Response, settings: SettingsDep
                      strip_metadata: StripMetadata = False) -> DenoiseJobAccepted:
     """Like `POST /denoise` (same body, parameters and refusals), but answers at once with a job to poll;
     its result is kept for N2N_RESULT_TTL_SECONDS after it ends."""
-    output = output_options(format, quality, bits, strip_metadata)
+    output = output_options(format, quality, bits, strip_metadata, settings.png_compression)
     data, pixels = await read_image(request, settings, format)
     with refused(metrics, model):
         await asyncio.to_thread(_check_model, registry, model)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 
 from n2n_core import images
@@ -159,3 +160,18 @@ def test_a_png_with_a_damaged_body_is_refused_not_read_as_blank():
             + chunk(b"IDAT", b"not deflate data") + chunk(b"IEND", b""))
     with pytest.raises(images.ImageError, match="cannot decode"):
         images.decode(data)
+
+
+def test_png_compression_trades_size_for_speed_and_keeps_every_pixel():
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.linspace(0, 1, 96, dtype=np.float32)[None, :], 64, axis=0)
+    pixels = torch.from_numpy(np.stack([smooth, smooth.T[:64, :64].repeat(2, 1)[:, :96], smooth * 0.5])
+                              + rng.normal(0, 0.01, (3, 64, 96)).astype(np.float32)).clamp(0, 1)
+    for bits in (8, 16):
+        pic = images.Picture(pixels, None, bits, "png")
+        fast, small = (images.encode(pic, "png", png_compression=level) for level in (1, 9))
+        assert images.decode(fast).pixels.equal(images.decode(small).pixels)
+        assert len(fast) >= len(small)
+    for bad in (-1, 10, 2.5):
+        with pytest.raises(ValueError, match="png_compression"):
+            images.encode(images.Picture(pixels, None, 8, "png"), "png", png_compression=bad)
