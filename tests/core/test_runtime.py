@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+import torch
 
 
 def test_threads_are_split_so_a_host_is_never_oversubscribed():
@@ -22,3 +23,22 @@ def test_the_allocator_is_tuned_on_glibc():
     from n2n_core.runtime import tune_allocator
 
     assert tune_allocator() is True
+
+
+def test_serial_thread_makes_only_the_calling_thread_serial():
+    import threading
+
+    from n2n_core.runtime import serial_thread
+
+    before = torch.get_num_threads()
+    seen = {}
+
+    def worker():
+        serial_thread()
+        seen["threads"], seen["grad"] = torch.get_num_threads(), torch.is_grad_enabled()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == {"threads": 1, "grad": False}
+    assert torch.get_num_threads() == before  # OpenMP's and MKL's counts are per thread
