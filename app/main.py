@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -61,6 +62,12 @@ class MetricsMiddleware:
             self.metrics.observe(endpoint, scope.get("method", ""), status[0], time.perf_counter() - start)
 
 
+def serial_io_thread() -> None:
+    """A thread that decodes, encodes or loads: serial torch (``serial_thread``), gradients off."""
+    serial_thread()
+    torch.set_grad_enabled(False)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -68,9 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # torch works on several cores in the tile thread only; the event loop's thread and the pool
         # that decodes, encodes and loads stay serial (see n2n_core.runtime.serial_thread)
-        serial_thread()
+        serial_io_thread()
         asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(thread_name_prefix="n2n-io", initializer=serial_thread))
+            ThreadPoolExecutor(thread_name_prefix="n2n-io", initializer=serial_io_thread))
         tune_allocator()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
