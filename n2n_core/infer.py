@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .functional.pad import pad
 from .images import Picture, from_rgb, to_rgb
+from .layers import NoiseAdaptive
 from .models import size_multiple
 from .module import Module
 from .receptive import activation_values_per_pixel, receptive_radius
@@ -121,6 +122,8 @@ def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device:
     if not isinstance(image, Tensor) or image.dim() not in (3, 4):
         raise ValueError(f"denoise: expected a (C, H, W) or (N, C, H, W) tensor, got {getattr(image, 'shape', image)}")
     strength = check_strength(strength)
+    if isinstance(model, NoiseAdaptive):
+        return (yield from _adaptive_steps(model, image, tile, device, tile_memory, strength))
     single = image.dim() == 3
     x = image[None] if single else image
     params = model.parameters()
@@ -145,6 +148,31 @@ def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device:
             ..., top : top + t.height, left : left + t.width].clamp_(0, 1)
         yield done + 1, len(plan)
     return out[0] if single else out
+
+
+def _adaptive_steps(model: NoiseAdaptive, image: Tensor, tile: int | None, device: torch.device | str | None,
+                    tile_memory: int | None, strength: float) -> Generator[tuple[int, int], None, Tensor]:
+    """A ``NoiseAdaptive`` model: the number of passes decided on each whole image, then each pass of the
+    body over whole images (streamed or tiled as usual); ``strength`` blends the last pass with the input."""
+    batch = image[None] if image.dim() == 3 else image
+    counts = [model.passes_for(picture) for picture in batch]
+    out = batch
+    steps = None
+    for k in range(max(counts)):
+        chosen = [i for i, count in enumerate(counts) if count > k]
+        inputs = out[chosen] if len(chosen) < len(out) else out
+        stream = denoise_steps(model.body, inputs, tile, device, tile_memory)
+        while True:
+            try:
+                done, total = next(stream)
+            except StopIteration as finished:
+                passed = finished.value
+                break
+            steps = steps or total
+            yield k * steps + done, max(counts) * steps
+        out = passed if len(chosen) == len(out) else out.clone().index_copy_(0, torch.tensor(chosen), passed)
+    out = blend(batch.to(out.dtype), out, strength).clamp_(0, 1)
+    return out[0] if image.dim() == 3 else out
 
 
 def _margin(model: Module) -> int:
