@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module
+from ..module import VJP, Module, clear_grads, empty_like_grad, store_grads
 from ..noise_level import estimate_sigma
 
 
@@ -19,7 +19,8 @@ class NoiseAdaptive(Module):
     pass over that output removes it (the ``blind`` model: +0.4 dB at sigma 50, +0.8 dB at sigma 100 on
     the scikit-image photos), while on light noise it would only smooth detail (-0.14 dB at sigma 15).
     The decision needs the whole image, so tiled and streamed inference take it once per image and run
-    each pass over the whole image (``n2n_core.infer``). An inference mode: train its body.
+    each pass over the whole image (``n2n_core.infer``), and clamp each pass's output to [0, 1] as they
+    clamp every denoised image; this forward pass and its vjp do not clamp.
     """
 
     def __init__(self, body: Module, threshold: float = 25.0, passes: int = 2) -> None:
@@ -63,4 +64,35 @@ class NoiseAdaptive(Module):
         return y[0] if single else y
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
-        raise ValueError(f"{self!r}: an inference mode has no gradient; train its body")
+        """The passes as in ``forward``, each with its vjp; backwards, the last pass's vjp runs on the
+        images that took it, and so on down to the first. The body's gradients add up over its uses."""
+        clear_grads([self.body])
+        single = x.dim() == 3
+        batch = x[None] if single else x
+        counts = torch.tensor([self.passes_for(image) for image in batch], dtype=torch.long)
+        y, first_vjp = self.body.forward_and_vjp(batch)
+        later: list[tuple[Tensor, VJP | None]] = []
+        for k in range(1, self.passes):
+            chosen = torch.nonzero(counts > k, as_tuple=True)[0]
+            if not chosen.numel():
+                break
+            again, again_vjp = self.body.forward_and_vjp(y[chosen])
+            y = y.clone()
+            y[chosen] = again
+            later.append((chosen, again_vjp))
+
+        def vjp(dy: Tensor, need_input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
+            e = empty_like_grad(dy)
+            grad = dy[None] if single else dy
+            for i in reversed(range(len(later))):
+                chosen, pass_vjp = later[i]
+                later[i] = (chosen, None)  # free the closure's saved tensors as we go
+                d_input, dw, db = pass_vjp(grad[chosen], True)  # type: ignore[misc]
+                store_grads(self.body, dw, db)
+                grad = grad.clone()
+                grad[chosen] = d_input
+            dx, dw, db = first_vjp(grad, need_input_grad)
+            store_grads(self.body, dw, db)
+            return (dx[0] if single and dx is not None else dx), e, e
+
+        return (y[0] if single else y), vjp

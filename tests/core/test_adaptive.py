@@ -5,7 +5,7 @@ import torch
 
 from n2n_core import models
 from n2n_core.infer import _run, denoise
-from n2n_core.layers import NoiseAdaptive
+from n2n_core.layers import Conv2d, NoiseAdaptive, Sequential, Sigmoid
 from n2n_core.module import Module
 from n2n_core.noise_level import estimate_sigma
 
@@ -54,5 +54,36 @@ def test_config_round_trip_and_clear_refusals():
         NoiseAdaptive(models.build("tiny"), threshold=-1)
     with pytest.raises(ValueError, match="NoiseAdaptive"):
         NoiseAdaptive(models.build("tiny"), passes=0)
-    with pytest.raises(ValueError, match="train its body"):
-        model.forward_and_vjp(torch.rand(1, 3, 8, 8))
+
+
+def test_the_vjp_matches_finite_differences_through_the_passes_each_image_took():
+    """Float64 central differences along random directions of the input and of every parameter, one
+    image quiet (one pass) and one noisy (two passes): <dy, J v> against the vjp's <dx, v>. A smooth
+    body, so that no activation kink lies between the two probes."""
+    torch.manual_seed(2)
+    body = Sequential(Conv2d(3, 4, 3, padding=1), Sigmoid(), Conv2d(4, 3, 3, padding=1)).to(dtype=torch.float64)
+    model = NoiseAdaptive(body, threshold=25, passes=2)
+    x = torch.stack(images()).to(torch.float64)
+    y, vjp = model.forward_and_vjp(x)
+    dy = torch.randn_like(y)
+    dx, _, _ = vjp(dy)
+    layers = [m for m in body.modules() if getattr(m, "weight", None) is not None]
+    grads = [g for m in layers for g in (m.d_weight, m.d_bias)]
+    params = [t for m in layers for t in (m.weight, m.bias)]
+    eps = 1e-6
+
+    def along(tensors, directions, step):
+        for t, d in zip(tensors, directions):
+            t.add_(step * d)
+
+    v = torch.randn_like(x)
+    slope = ((model(x + eps * v) - model(x - eps * v)) * dy).sum() / (2 * eps)
+    torch.testing.assert_close((dx * v).sum(), slope, atol=1e-6, rtol=1e-6)
+    directions = [torch.randn_like(t) for t in params]
+    along(params, directions, eps)
+    plus = model(x)
+    along(params, directions, -2 * eps)
+    minus = model(x)
+    along(params, directions, eps)
+    slope = ((plus - minus) * dy).sum() / (2 * eps)
+    torch.testing.assert_close(sum((g * d).sum() for g, d in zip(grads, directions)), slope, atol=1e-6, rtol=1e-6)

@@ -15,6 +15,7 @@ from n2n_core import (
     MaxPool2d,
     Module,
     NearestUpsampling,
+    NoiseAdaptive,
     ReLU,
     Residual,
     SelfEnsemble,
@@ -33,6 +34,7 @@ def every_layer() -> list[Module]:
         Sequential(Conv2d(3, 4, 3, padding=1), ReLU(), Conv2d(4, 3, 1)), Concat(Identity(), Conv2d(3, 2, 1)),
         Residual(Sequential(Conv2d(3, 3, 3, padding=1), LeakyReLU(0.1))),
         SelfEnsemble(Sequential(Conv2d(3, 3, 3, padding=1), LeakyReLU(0.1)), transforms=8),
+        NoiseAdaptive(Sequential(Conv2d(3, 3, 3, padding=1), LeakyReLU(0.1)), threshold=25, passes=2),
     ]
 
 
