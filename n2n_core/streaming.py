@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -327,9 +326,3 @@ def _state_per_column(config: str) -> float:
 def _input_channels(model: Module) -> int:
     first = next((m for m in model.modules() if isinstance(m, Conv2d)), None)
     return first.in_channels if first is not None else 3
-
-
-def describe(model: Module) -> dict[str, Any]:
-    """What a row stream of ``model`` costs, for logs and benchmarks."""
-    return {"streamable": streamable(model),
-            "state_per_column": state_per_column(model) if streamable(model) else None}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter, HTTPException, Response
 
 from ..deps import Authorized, RegistryDep
@@ -24,16 +27,24 @@ def get_model(model_id: str, registry: RegistryDep) -> ModelInfo:
     raise HTTPException(404, f"unknown model {model_id!r}")
 
 
+@contextmanager
+def model_refusals(model_id: str) -> Iterator[None]:
+    """A registry refusal inside the block as its answer: 404 for an unknown model, 409 (with the
+    registry's reason) for one that cannot be loaded or may not be deleted."""
+    try:
+        yield
+    except UnknownModel:
+        raise HTTPException(404, f"unknown model {model_id!r}") from None
+    except (BrokenModel, ModelProtected) as e:
+        raise HTTPException(409, str(e)) from None
+
+
 @router.post("/{model_id}/activate", response_model=ModelInfo, dependencies=[Authorized],
              responses={404: {"model": Message}, 401: {"model": Message}, 409: {"model": Message}})
 def activate(model_id: str, registry: RegistryDep) -> ModelInfo:
     """Load the model (off the event loop, like every route here that touches the registry), then switch."""
-    try:
+    with model_refusals(model_id):
         registry.activate(model_id)
-    except UnknownModel:
-        raise HTTPException(404, f"unknown model {model_id!r}") from None
-    except BrokenModel as e:
-        raise HTTPException(409, str(e)) from None
     return get_model(model_id, registry)
 
 
@@ -44,10 +55,6 @@ def activate(model_id: str, registry: RegistryDep) -> ModelInfo:
                                 "init_model of a queued or running job: the message says which"}})
 def delete(model_id: str, registry: RegistryDep) -> Response:
     """Delete a trained model and its files. From then on no replica lists or serves it (404)."""
-    try:
+    with model_refusals(model_id):
         registry.delete(model_id)
-    except UnknownModel:
-        raise HTTPException(404, f"unknown model {model_id!r}") from None
-    except ModelProtected as e:
-        raise HTTPException(409, str(e)) from None
     return Response(status_code=204)
