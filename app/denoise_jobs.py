@@ -45,6 +45,7 @@ class DenoiseJob:
     error: str | None = None
     model_id: str | None = None  # the model that made the result
     noise_sigma: float | None = None  # the input's estimated noise level (0..255), once succeeded
+    precision: str | None = None  # the type the network's products ran in, once succeeded
     media_type: str | None = None
     path: Path | None = None  # the result file, once succeeded
     started_at: float | None = None
@@ -108,7 +109,7 @@ class DenoiseJobs:
             self._finish(job, "failed", self._describe(e, job))
             return
         job.model_id, job.media_type, job.path = result.model_id, result.media_type, path
-        job.noise_sigma = result.noise_sigma
+        job.noise_sigma, job.precision = result.noise_sigma, result.precision
         self._finish(job, "succeeded")
         if self.metrics is not None:
             self.metrics.count_image()

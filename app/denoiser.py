@@ -26,6 +26,7 @@ from fastapi import HTTPException
 from n2n_core.images import Picture
 from n2n_core.infer import Cancelled, picture_steps
 from n2n_core.noise_level import estimate_sigma
+from n2n_core.precision import model_precision
 from n2n_core.runtime import set_threads
 
 from . import imaging
@@ -75,6 +76,7 @@ class DenoiseResult:
     width: int
     height: int
     noise_sigma: float  # estimated noise of the input, 0..255 scale (n2n_core.noise_level)
+    precision: str = "float32"  # the type the network's products ran in (n2n_core.precision)
 
 
 @dataclass
@@ -180,8 +182,9 @@ class DenoiseQueue:
     def __init__(self, registry: ModelRegistry, limit: int, max_pixels: int, tile_memory: int,
                  tile: int | None = None, max_aspect_ratio: float = 1000.0,
                  stopping: threading.Event | None = None, threads: Callable[[], int] | None = None,
-                 max_inflight_pixels: int | None = None) -> None:
+                 max_inflight_pixels: int | None = None, precision: str = "float32") -> None:
         self.registry, self.limit, self.max_pixels = registry, limit, max_pixels
+        self.precision = precision  # resolved for the registry's device (n2n_core.precision.resolve_precision)
         self.tile_memory, self.tile = tile_memory, tile
         self.max_aspect_ratio = max_aspect_ratio
         self.stopping = stopping or threading.Event()
@@ -202,15 +205,16 @@ class DenoiseQueue:
         idle = time.monotonic() - self._last_progress
         return idle if idle > seconds else None
 
-    def _prepare(self, data: bytes, model_id: str | None, strength: float) -> tuple[str, float, Generator]:
+    def _prepare(self, data: bytes, model_id: str | None, strength: float) -> tuple[str, float, str, Generator]:
         import torch
 
         with torch.inference_mode():
             pic = imaging.decode(data, self.max_pixels, self.max_aspect_ratio)
             mid, model = self.registry.get(model_id)
             sigma = estimate_sigma(pic.pixels)
-        steps = picture_steps(model, pic, self.tile, tile_memory=self.tile_memory, strength=strength)
-        return mid, sigma, _inference(steps)
+        steps = picture_steps(model, pic, self.tile, tile_memory=self.tile_memory, strength=strength,
+                              precision=self.precision)
+        return mid, sigma, model_precision(model, self.precision), _inference(steps)
 
     def admit(self, pixels: int = 0) -> Slot:
         """A place in the line for work of ``pixels`` pixels (the header's width x height); QueueFull when
@@ -261,7 +265,7 @@ class DenoiseQueue:
                 progress(done, total)
 
         try:
-            mid, sigma, steps = await asyncio.to_thread(self._prepare, data, model_id, strength)
+            mid, sigma, precision, steps = await asyncio.to_thread(self._prepare, data, model_id, strength)
             self._progressed()
             if should_stop():
                 steps.close()
@@ -270,7 +274,7 @@ class DenoiseQueue:
             content, media = await asyncio.to_thread(imaging.encode, out, fmt, output)
             self._progressed()
             w, h = out.size
-            return DenoiseResult(content, media, mid, w, h, sigma)
+            return DenoiseResult(content, media, mid, w, h, sigma, precision)
         except Cancelled:
             if gone.is_set():
                 self.abandoned += 1

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from n2n_core.precision import resolve_precision
 from n2n_core.runtime import cores, serial_thread, split_threads, tune_allocator
 from n2n_core.train import resolve_device
 
@@ -100,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile_memory,
                                        settings.tile, settings.max_aspect_ratio, stopping, denoise_threads,
-                                       settings.max_inflight_pixels)
+                                       settings.max_inflight_pixels,
+                                       resolve_precision(settings.precision, registry.device))
         app.state.denoise_jobs = jobs = DenoiseJobs(app.state.queue, settings.data_dir, settings.result_ttl_seconds,
                                                     app.state.metrics)
         jobs.start()

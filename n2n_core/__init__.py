@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 # Exported names and the submodule each lives in. They are imported on first use (PEP 562), so that
 # `import n2n_core` (and the `n2n` command's --help) does not pay for torch, numpy and PIL.
 _EXPORTS = {
-    **dict.fromkeys(["Concat", "Conv2d", "Identity", "LeakyReLU", "MaxPool2d", "NearestUpsampling", "NoiseAdaptive",
+    **dict.fromkeys(["Cast", "Concat", "Conv2d", "Identity", "LeakyReLU", "MaxPool2d", "NearestUpsampling", "NoiseAdaptive",
                      "ReLU", "Residual", "SelfEnsemble", "Sequential", "Sigmoid", "TransposeConv2d"], "layers"),
     "denoise": "infer",
     "MSE": "loss",
@@ -27,7 +27,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports of before
     from .infer import denoise
-    from .layers import (Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, NoiseAdaptive, ReLU,
+    from .layers import (Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, NoiseAdaptive, ReLU,
                          Residual, SelfEnsemble, Sequential, Sigmoid, TransposeConv2d)
     from .loss import MSE
     from .metrics import psnr, ssim
@@ -59,6 +59,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Module", "Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling",
-    "Sequential", "Concat", "Residual", "SelfEnsemble", "NoiseAdaptive", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
+    "Sequential", "Concat", "Residual", "SelfEnsemble", "NoiseAdaptive", "Cast", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
     "denoise", "psnr", "ssim",
 ]

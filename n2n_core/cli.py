@@ -32,6 +32,10 @@ def show_progress(choice: bool | None, stream: TextIO) -> bool:
     return bool(isatty is not None and isatty())
 
 
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")  # n2n_core.precision.PRECISIONS, without torch
+PRECISION_HELP = ("the type of the network's matrix products: auto (default, or N2N_PRECISION) picks bfloat16 on "
+                  "CPUs with AMX or AVX512-BF16 and GPUs with bfloat16 tensor cores, float32 elsewhere")
+
 PHOTO_BAR_PIXELS = 1_000_000  # a photo this large gets a bar of its own from the start, before its first step
 
 
@@ -90,10 +94,11 @@ class PhotoProgress:
             self.bar = None
 
 
-def denoise_summary(written: int, megapixels: float, seconds: float, out_dir: Path) -> str:
+def denoise_summary(written: int, megapixels: float, seconds: float, out_dir: Path, precision: str = "float32") -> str:
     """The line `n2n denoise` ends with when every photo was written."""
     photos = "1 photo" if written == 1 else f"{written} photos"
-    return f"n2n: {photos} denoised ({megapixels:.1f} megapixels) in {seconds:.1f} s, written to {out_dir}"
+    return (f"n2n: {photos} denoised ({megapixels:.1f} megapixels) in {seconds:.1f} s ({precision}), "
+            f"written to {out_dir}")
 
 
 def _load_model(weights: str | None, device: str):
@@ -214,13 +219,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     pairs = open_validation(args.data, parse_noise(args.noise), seed=args.seed, limit=args.limit)
     if not pairs:
         raise ValueError(f"no evaluation images in {args.data!r}")
-    res = evaluate(model, pairs)
+    res = evaluate(model, pairs, precision=args.precision)
     res.update({"weights": str(path), "data": args.data, "noise": args.noise, "protocol": "8-bit noisy input"})
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "per_image" or args.per_image}, indent=2))
     else:
         print(f"{res['images']} images  noisy {res['noisy_psnr']:.2f} dB  ->  denoised PSNR {res['psnr']:.2f} dB"
-              f"  SSIM {res['ssim']:.4f}  ({res['seconds']:.2f} s/image)")
+              f"  SSIM {res['ssim']:.4f}  ({res['seconds']:.2f} s/image, {res['precision']})")
     return 0
 
 
@@ -262,6 +267,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from . import images
     from .infer import check_strength, picture_steps, run_steps
     from .noise_level import estimate_sigma
+    from .precision import device_of, model_precision, resolve_precision
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     check_strength(args.strength)
@@ -288,6 +294,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                          "them apart")
     todo = [p for p in inputs if p not in failed]
     model = _load_model(args.weights, args.device)[0] if todo else None
+    precision = resolve_precision(args.precision, device_of(model)) if model is not None else "float32"
     out_dir.mkdir(parents=True, exist_ok=True)
     bars = not args.quiet and show_progress(args.progress, sys.stderr)
     bar = _progress_bar(len(todo), "denoise", unit="img", enabled=bars and len(todo) > 1)
@@ -300,7 +307,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             sigma = estimate_sigma(picture.pixels)
             pixels = picture.pixels.shape[-2] * picture.pixels.shape[-1]
             photo_bar.start(pixels)
-            steps = picture_steps(model, picture, tile=args.tile, strength=args.strength)
+            steps = picture_steps(model, picture, tile=args.tile, strength=args.strength, precision=precision)
             del picture
             out = run_steps(steps, progress=photo_bar.step)
             images.write(dst, out, quality=args.quality, bits=args.bits, strip_metadata=args.strip_metadata)
@@ -319,7 +326,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         print(f"n2n: error: {len(failed)} of {len(inputs)} photos failed and were skipped: "
               f"{', '.join(p.name for p in failed)}", file=sys.stderr)
     elif not failed and todo and not args.quiet:
-        print(denoise_summary(len(todo), megapixels, time.monotonic() - started, out_dir), file=sys.stderr)
+        print(denoise_summary(len(todo), megapixels, time.monotonic() - started, out_dir,
+                              model_precision(model, precision)), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -399,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate on the first N images only")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
+    e.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--per-image", action="store_true", help="with --json, include per-image figures")
     e.set_defaults(func=cmd_eval)
@@ -429,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bars and no summary line on stderr; the lines naming the files written "
                        "(stdout) and the errors stay")
+    d.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=PRECISION_HELP)
     d.add_argument("--strength", type=float, default=1.0,
                    help="how much to denoise, 0..1: 1 the model's output (default), 0 the input, between a blend")
     d.set_defaults(func=cmd_denoise)

@@ -22,6 +22,7 @@ from .functional.pad import pad
 from .images import Picture, from_rgb, to_rgb
 from .layers import NoiseAdaptive
 from .models import size_multiple
+from .precision import at_precision, compute_dtype, resolve_precision
 from .module import Module
 from .receptive import activation_values_per_pixel, receptive_radius
 from .streaming import row_stream, state_per_column, streamable
@@ -64,7 +65,7 @@ def _denoise_array(model: Module, a: np.ndarray, tile: int | None, device: torch
 def denoise(model: Module, image: Any, tile: int | None = None, batch_size: int = 4,
             device: torch.device | str | None = None, should_stop: Callable[[], bool] | None = None,
             progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None,
-            strength: float = 1.0) -> Any:
+            strength: float = 1.0, precision: str | None = None) -> Any:
     """Denoise images of any size with ``model``.
 
     ``image`` is a float tensor in [0, 1] of shape (C, H, W) or (N, C, H, W), a list of (C, H, W)
@@ -78,8 +79,11 @@ def denoise(model: Module, image: Any, tile: int | None = None, batch_size: int 
     parameters live). ``should_stop()`` is polled before each tile and raises ``Cancelled`` when true;
     ``progress(done, total)`` is called after each tile of a single image. ``strength`` in [0, 1] blends
     the result with the input (``blend``): 1 (default) is the network's output, 0 the input.
+    ``precision`` (``n2n_core.precision``: auto, float32, bfloat16, float16; None reads ``N2N_PRECISION``,
+    default auto) is the type the network's products run in.
     """
-    hooks = {"should_stop": should_stop, "progress": progress, "tile_memory": tile_memory, "strength": strength}
+    hooks = {"should_stop": should_stop, "progress": progress, "tile_memory": tile_memory, "strength": strength,
+             "precision": precision}
     if isinstance(image, np.ndarray):
         return _denoise_array(model, image, tile, device, **hooks)
     if isinstance(image, PILImage.Image):
@@ -94,12 +98,13 @@ def denoise(model: Module, image: Any, tile: int | None = None, batch_size: int 
             for k in range(0, len(idx), batch_size):
                 chunk = idx[k : k + batch_size]
                 res = denoise(model, torch.stack([image[i] for i in chunk]), tile, batch_size, device, should_stop,
-                              tile_memory=tile_memory, strength=strength)
+                              tile_memory=tile_memory, strength=strength, precision=precision)
                 for j, i in enumerate(chunk):
                     out[i] = res[j]  # type: ignore[index]
         return out  # type: ignore[return-value]
 
-    return run_steps(denoise_steps(model, image, tile, device, tile_memory, strength), should_stop, progress)
+    return run_steps(denoise_steps(model, image, tile, device, tile_memory, strength, precision), should_stop,
+                     progress)
 
 
 def check_strength(strength: float) -> float:
@@ -115,7 +120,8 @@ def blend(noisy: Tensor, denoised: Tensor, strength: float) -> Tensor:
 
 
 def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device: torch.device | str | None = None,
-                  tile_memory: int | None = None, strength: float = 1.0) -> Generator[tuple[int, int], None, Tensor]:
+                  tile_memory: int | None = None, strength: float = 1.0,
+                  precision: str | None = None) -> Generator[tuple[int, int], None, Tensor]:
     """``denoise`` of a (C, H, W) or (N, C, H, W) tensor as a stream of tiles: yields (done, total) after
     each tile and returns the result. A scheduler interleaves the tiles of several images by stepping
     their generators in turn; closing a generator abandons its image."""
@@ -123,18 +129,19 @@ def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device:
         raise ValueError(f"denoise: expected a (C, H, W) or (N, C, H, W) tensor, got {getattr(image, 'shape', image)}")
     strength = check_strength(strength)
     if isinstance(model, NoiseAdaptive):
-        return (yield from _adaptive_steps(model, image, tile, device, tile_memory, strength))
+        return (yield from _adaptive_steps(model, image, tile, device, tile_memory, strength, precision))
     single = image.dim() == 3
     x = image[None] if single else image
     params = model.parameters()
     dev = torch.device(device) if device is not None else (params[0].device if params else x.device)
     dtype = params[0].dtype if params else torch.float32
+    runner = at_precision(model, compute_dtype(resolve_precision(precision, dev), dtype))
     mult = size_multiple(model)
     h, w = x.shape[-2:]
     out = torch.empty(x.shape, dtype=image.dtype if image.is_floating_point() else torch.float32, device=image.device)
     budget = tile_memory or DEFAULT_TILE_MEMORY
     if tile is None and streamable(model):
-        yield from _stream_steps(model, x, out, budget, dev, dtype, strength)
+        yield from _stream_steps(model, runner, x, out, budget, dev, dtype, strength)
         return out[0] if single else out
     area = tile * tile if tile else tile_area(model, budget, dtype)
     fits = _padded(h, mult) * _padded(w, mult) <= area
@@ -142,7 +149,7 @@ def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device:
     plan = plan_tiles(h, w, area, margin, mult)
     for done, t in enumerate(plan):
         window = x[..., t.window_top : t.window_bottom, t.window_left : t.window_right].to(dev, dtype)
-        piece = blend(window, _run(model, window).clamp_(0, 1), strength)
+        piece = blend(window, _run(runner, window).clamp_(0, 1), strength)
         top, left = t.top - t.window_top, t.left - t.window_left
         out[..., t.top : t.top + t.height, t.left : t.left + t.width] = piece[
             ..., top : top + t.height, left : left + t.width].clamp_(0, 1)
@@ -151,7 +158,8 @@ def denoise_steps(model: Module, image: Tensor, tile: int | None = None, device:
 
 
 def _adaptive_steps(model: NoiseAdaptive, image: Tensor, tile: int | None, device: torch.device | str | None,
-                    tile_memory: int | None, strength: float) -> Generator[tuple[int, int], None, Tensor]:
+                    tile_memory: int | None, strength: float,
+                    precision: str | None = None) -> Generator[tuple[int, int], None, Tensor]:
     """A ``NoiseAdaptive`` model: the number of passes decided on each whole image, then each pass of the
     body over whole images (streamed or tiled as usual); ``strength`` blends the last pass with the input."""
     batch = image[None] if image.dim() == 3 else image
@@ -161,7 +169,7 @@ def _adaptive_steps(model: NoiseAdaptive, image: Tensor, tile: int | None, devic
     for k in range(max(counts)):
         chosen = [i for i, count in enumerate(counts) if count > k]
         inputs = out[chosen] if len(chosen) < len(out) else out
-        stream = denoise_steps(model.body, inputs, tile, device, tile_memory)
+        stream = denoise_steps(model.body, inputs, tile, device, tile_memory, precision=precision)
         while True:
             try:
                 done, total = next(stream)
@@ -243,9 +251,10 @@ def _padded_rows(x: Tensor, top: int, bottom: int, pad_h: int, pad_w: int, mode:
     return padded[..., top - first :, :]
 
 
-def _stream_steps(model: Module, x: Tensor, out: Tensor, tile_memory: int, dev: torch.device, dtype: torch.dtype,
-                  strength: float) -> Generator[tuple[int, int], None, None]:
-    """Denoise x (N, C, H, W) into ``out`` by row streams (``plan_bands``), yielding after each band."""
+def _stream_steps(model: Module, runner: Module, x: Tensor, out: Tensor, tile_memory: int, dev: torch.device,
+                  dtype: torch.dtype, strength: float) -> Generator[tuple[int, int], None, None]:
+    """Denoise x (N, C, H, W) into ``out`` by row streams (``plan_bands``), yielding after each band.
+    ``model`` plans the bands; ``runner`` (``model`` at the precision that runs) computes them."""
     mult = size_multiple(model)
     h, w = x.shape[-2:]
     plan = plan_bands(model, h, w, tile_memory, dtype, CPU_BAND_PIXELS if dev.type == "cpu" else None)
@@ -256,7 +265,7 @@ def _stream_steps(model: Module, x: Tensor, out: Tensor, tile_memory: int, dev: 
         pad_h, pad_w = (-h) % mult, (-width) % mult
         mode = "reflect" if pad_h < h and pad_w < width else "replicate"
         height = h + pad_h
-        stream = row_stream(model, piece_pixels=plan.rows * (width + pad_w))
+        stream = row_stream(runner, piece_pixels=plan.rows * (width + pad_w))
         core = slice(strip.left - strip.window_left, strip.left - strip.window_left + strip.width)
         written = 0
         for top in range(0, height, plan.rows):
@@ -372,16 +381,18 @@ def plan_tiles(h: int, w: int, area: int, margin: int, mult: int) -> list[Tile]:
 def denoise_picture(model: Module, pic: Picture, tile: int | None = None, device: torch.device | str | None = None,
                     should_stop: Callable[[], bool] | None = None,
                     progress: Callable[[int, int], None] | None = None, tile_memory: int | None = None,
-                    strength: float = 1.0) -> Picture:
+                    strength: float = 1.0, precision: str | None = None) -> Picture:
     """Denoise a decoded picture, keeping its size, mode, alpha and bit depth (grey runs channel-replicated).
 
-    ``should_stop``, ``progress`` and ``strength`` work as in ``denoise``.
+    ``should_stop``, ``progress``, ``strength`` and ``precision`` work as in ``denoise``.
     """
-    return run_steps(picture_steps(model, pic, tile, device, tile_memory, strength), should_stop, progress)
+    return run_steps(picture_steps(model, pic, tile, device, tile_memory, strength, precision), should_stop,
+                     progress)
 
 
 def picture_steps(model: Module, pic: Picture, tile: int | None = None, device: torch.device | str | None = None,
-                  tile_memory: int | None = None, strength: float = 1.0) -> Generator[tuple[int, int], None, Picture]:
+                  tile_memory: int | None = None, strength: float = 1.0,
+                  precision: str | None = None) -> Generator[tuple[int, int], None, Picture]:
     """``denoise_picture`` as a stream of tiles (see ``denoise_steps``)."""
-    out = yield from denoise_steps(model, to_rgb(pic.pixels), tile, device, tile_memory, strength)
+    out = yield from denoise_steps(model, to_rgb(pic.pixels), tile, device, tile_memory, strength, precision)
     return pic.with_pixels(from_rgb(out, pic.pixels.shape[0]))

@@ -228,6 +228,26 @@ class Module:
                     setattr(m, attr, converted[id(t)][1])
         return self
 
+    def epilogue(self) -> Callable[[Tensor], Tensor] | None:
+        """An in-place elementwise function equal to this layer's forward, which the layer before it may
+        apply to each block of its output while that block is still in cache (``forward_then``); None
+        (the default) for a layer that is not elementwise."""
+        return None
+
+    def forward_then(self, x: Tensor, epilogue: Callable[[Tensor], Tensor]) -> Tensor:
+        """epilogue(self(x)) for an output nobody else holds; a layer that computes its output in blocks
+        (a convolution) applies ``epilogue`` to each block as it is written."""
+        return epilogue(self(x))
+
+    def with_reduced_body(self, reduce: Callable[[Module], Module]) -> Module | None:
+        """This module rebuilt around ``reduce(body)`` when its own arithmetic must stay in the caller's
+        floating-point type while its body may compute in a reduced one (a residual sum, an ensemble's
+        mean, a noise estimate); None (the default) when the whole module may compute reduced.
+
+        ``n2n_core.precision.at_precision`` asks every module this, from the top down.
+        """
+        return None
+
     # -- architecture description (used by n2n_core.serialize) ---------------------------
     def config(self) -> dict[str, Any]:
         """JSON-able description from which ``Module.from_config`` rebuilds the module."""

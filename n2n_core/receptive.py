@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .layers import (Concat, Conv2d, MaxPool2d, NearestUpsampling, NoiseAdaptive, Residual, SelfEnsemble, Sequential,
+from .layers import (Cast, Concat, Conv2d, MaxPool2d, NearestUpsampling, NoiseAdaptive, Residual, SelfEnsemble, Sequential,
                      TransposeConv2d)
 from .layers.ensemble import apply, symmetries, undo
 from .module import Module
@@ -42,7 +42,7 @@ def receptive_bound(model: Module) -> int:
         if isinstance(m, NoiseAdaptive):
             r, scale = walk(m.body, scale)
             return r * m.passes, scale
-        if isinstance(m, (Residual, SelfEnsemble)):
+        if isinstance(m, (Residual, SelfEnsemble, Cast)):
             return walk(m.body, scale)
         if isinstance(m, Conv2d):
             r = max(m.dilation[i] * (m.kernel_size[i] - 1) for i in range(2)) * scale
@@ -77,6 +77,8 @@ def activation_values_per_pixel(model: Module, channels: int = 3) -> float:
             results = [walk(b, scale, ch) for b in m.branches]
             out = sum(c for _, _, c in results)
             return sum(t for t, _, _ in results) + out / scale**2, results[0][1], out
+        if isinstance(m, Cast):
+            return walk(m.body, scale, ch)
         if isinstance(m, (Residual, SelfEnsemble, NoiseAdaptive)):
             total, _, _ = walk(m.body, scale, ch)
             return total + ch / scale**2, scale, ch
@@ -134,6 +136,8 @@ def propagate(m: Module, mask: Mask) -> Mask:
         return functools.reduce(torch.logical_or, masks)
     if isinstance(m, Residual):
         return mask | propagate(m.body, mask)
+    if isinstance(m, Cast):
+        return propagate(m.body, mask)
     if isinstance(m, NoiseAdaptive):
         for _ in range(m.passes):  # the most passes: each reads the whole output of the one before
             mask = propagate(m.body, mask)

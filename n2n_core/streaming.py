@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from .functional.conv import conv2d_nhwc_padded
-from .layers import Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual, Sequential, Sigmoid
-from .layers.pool import maxpool2d_forward
+from .layers import (Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual,
+                     Sequential, Sigmoid)
+from .layers.pool import maxpool2d_values
 from .layers.upsample import upsample_nearest_forward
 from .module import Module
 
@@ -69,8 +71,9 @@ class _Conv(RowStream):
     vertical padding), convolved without further padding, and the rows that the next output row still
     reads are kept (already laid out and padded)."""
 
-    def __init__(self, conv: Conv2d) -> None:
+    def __init__(self, conv: Conv2d, epilogue: Callable[[Tensor], Tensor] | None = None) -> None:
         self.conv = conv
+        self.epilogue = epilogue  # the following activation, applied block by block (Sequential.fused_steps)
         self.kept: Tensor | None = None  # (N, rows, W + 2 pad, C)
         self.started = False
 
@@ -110,7 +113,7 @@ class _Conv(RowStream):
         if count == 0:
             return None
         window = buffer[:, : (count - 1) * stride + reach + 1]
-        return conv2d_nhwc_padded(window, conv.weight, conv.bias, conv.stride, conv.dilation)
+        return conv2d_nhwc_padded(window, conv.weight, conv.bias, conv.stride, conv.dilation, self.epilogue)
 
     def held(self) -> int:
         return 0 if self.kept is None else self.kept.numel()
@@ -134,7 +137,7 @@ class _MaxPool(RowStream):
         self.kept = stacked[:, :, count * window:].clone() if not last and stacked.shape[2] % window else None
         if count == 0:
             return None
-        return maxpool2d_forward(stacked[:, :, : count * window], self.pool.kernel_size)[0]
+        return maxpool2d_values(stacked[:, :, : count * window], self.pool.kernel_size)
 
     def held(self) -> int:
         return 0 if self.kept is None else self.kept.numel()
@@ -156,8 +159,9 @@ class _Chain(RowStream):
     layer works on more than about a band."""
 
     def __init__(self, sequential: Sequential, piece_pixels: int | None) -> None:
-        flags = sequential._inplace_flags()
-        self.children = [row_stream(m, inplace, piece_pixels) for m, inplace in zip(sequential, flags)]
+        self.children = [_Conv(m, epilogue) if epilogue is not None and isinstance(m, Conv2d)
+                         else _fused(row_stream(m, inplace, piece_pixels), m, epilogue)
+                         for m, epilogue, inplace in sequential.fused_steps()]
         self.piece_pixels = piece_pixels
 
     def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
@@ -180,6 +184,25 @@ class _Chain(RowStream):
 
     def held(self) -> int:
         return sum(child.held() for child in self.children)
+
+
+class _Then(RowStream):
+    """A stream followed by an elementwise epilogue applied in place to its output rows."""
+
+    def __init__(self, stream: RowStream, epilogue: Callable[[Tensor], Tensor]) -> None:
+        self.stream, self.epilogue = stream, epilogue
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        out = self.stream.push(rows, last)
+        return None if out is None else self.epilogue(out)
+
+    def held(self) -> int:
+        return self.stream.held()
+
+
+def _fused(stream: RowStream, module: Module, epilogue: Callable[[Tensor], Tensor] | None) -> RowStream:
+    """``stream`` of ``module``, followed by the epilogue that ``Sequential.fused_steps`` joined to it."""
+    return stream if epilogue is None else _Then(stream, epilogue)
 
 
 class _Pending:
@@ -263,6 +286,25 @@ class _Residual(RowStream):
         return self.body.held() + self.inputs.held() + self.outputs.held()
 
 
+class _Cast(RowStream):
+    """Cast by rows: each band goes into the body in the body's type and comes out in the caller's."""
+
+    def __init__(self, cast: Cast, piece_pixels: int | None) -> None:
+        self.body = row_stream(cast.body, piece_pixels=piece_pixels)
+        self.dtype = cast.dtype
+        self.outer: torch.dtype | None = None
+
+    def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
+        if rows is not None:
+            self.outer = rows.dtype
+            rows = rows.to(self.dtype)
+        out = self.body.push(rows, last)
+        return None if out is None else out.to(self.outer)
+
+    def held(self) -> int:
+        return self.body.held()
+
+
 def _stack(bands: list[Tensor]) -> Tensor:
     return bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
 
@@ -277,6 +319,8 @@ def row_stream(model: Module, inplace: bool = False, piece_pixels: int | None = 
         return _Concat(model, piece_pixels)
     if isinstance(model, Residual):
         return _Residual(model, piece_pixels)
+    if isinstance(model, Cast):
+        return _Cast(model, piece_pixels)
     if isinstance(model, Conv2d):
         return _Conv(model)
     if isinstance(model, MaxPool2d):

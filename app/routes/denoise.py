@@ -104,11 +104,13 @@ def refused(metrics: Metrics, model: str | None) -> Iterator[None]:
         raise answer from None
 
 
-def image_response(content: bytes, media_type: str, model_id: str, format: str, noise_sigma: float) -> Response:
+def image_response(content: bytes, media_type: str, model_id: str, format: str, noise_sigma: float,
+                   precision: str) -> Response:
     """A denoised image as ``/denoise`` answers it: ``X-Model-Id`` names the model that made it,
-    ``X-Noise-Sigma`` the noise level estimated in the input (standard deviation, 0..255 scale)."""
+    ``X-Noise-Sigma`` the noise level estimated in the input (standard deviation, 0..255 scale),
+    ``X-Precision`` the type the network's products ran in (float32, bfloat16, float16)."""
     return Response(content, media_type=media_type,
-                    headers={"X-Model-Id": model_id, "X-Noise-Sigma": f"{noise_sigma:.1f}",
+                    headers={"X-Model-Id": model_id, "X-Noise-Sigma": f"{noise_sigma:.1f}", "X-Precision": precision,
                              "Content-Disposition": f'inline; filename="denoised.{format}"'})
 
 
@@ -130,4 +132,5 @@ async def denoise(request: Request, settings: SettingsDep, queue: QueueDep, metr
         result = await queue.submit(data, format, model, disconnected=request.is_disconnected, pixels=pixels,
                                     strength=strength, output=output)
     metrics.count_image()
-    return image_response(result.content, result.media_type, result.model_id, format, result.noise_sigma)
+    return image_response(result.content, result.media_type, result.model_id, format, result.noise_sigma,
+                          result.precision)

@@ -93,4 +93,4 @@ async def get_result(job_id: str, jobs: DenoiseJobsDep) -> Response:
     except FileNotFoundError:
         raise HTTPException(404, "the result of this job has been deleted") from None
     return image_response(content, job.media_type or "application/octet-stream", job.model_id or "", job.format,
-                          job.noise_sigma or 0.0)
+                          job.noise_sigma or 0.0, job.precision or "float32")

@@ -28,7 +28,8 @@ def readyz(request: Request, registry: RegistryDep, queue: QueueDep) -> JSONResp
     error = getattr(request.app.state, "startup_error", None)
     if active is None or (error and not registry.is_loaded(active)):
         return JSONResponse({"status": "not ready", "error": error or "no model loaded yet"}, status_code=503)
-    return JSONResponse({"status": "ready", "model": active, "device": str(registry.device)})
+    return JSONResponse({"status": "ready", "model": active, "device": str(registry.device),
+                         "precision": queue.precision})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,6 +26,9 @@ class ReLU(Module):
     def forward_inplace(self, x: Tensor) -> Tensor:
         _check(self, x)
         return x.clamp_min_(0)
+
+    def epilogue(self) -> Callable[[Tensor], Tensor]:
+        return self.forward_inplace
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         return self._vjp_from_output(self.forward(x))
@@ -69,7 +73,11 @@ class LeakyReLU(Module):
 
     def forward_inplace(self, x: Tensor) -> Tensor:
         _check(self, x)
-        return x.mul_(self._factor(x))
+        a = self.negative_slope
+        return torch.maximum(x, x * a, out=x) if 0.0 <= a <= 1.0 else x.mul_(self._factor(x))
+
+    def epilogue(self) -> Callable[[Tensor], Tensor]:
+        return self.forward_inplace
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         return self._scaled_with_vjp(x, inplace=False)
@@ -99,6 +107,9 @@ class Sigmoid(Module):
     def forward_inplace(self, x: Tensor) -> Tensor:
         _check(self, x)
         return x.sigmoid_()
+
+    def epilogue(self) -> Callable[[Tensor], Tensor]:
+        return self.forward_inplace
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         return self._vjp_from_output(self.forward(x))

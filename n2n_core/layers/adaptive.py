@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -46,6 +47,10 @@ class NoiseAdaptive(Module):
 
     def __repr__(self) -> str:
         return f"NoiseAdaptive({self.body!r}, threshold={self.threshold}, passes={self.passes})"
+
+    def with_reduced_body(self, reduce: Callable[[Module], Module]) -> Module:
+        """The noise estimate stays in the caller's type; the body may be reduced."""
+        return NoiseAdaptive(reduce(self.body), self.threshold, self.passes)
 
     def passes_for(self, image: Tensor) -> int:
         """How many passes the (C, H, W) image in [0, 1] gets."""

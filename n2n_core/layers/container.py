@@ -7,7 +7,7 @@ is ``Module``'s, shared by every module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -66,9 +66,24 @@ class Sequential(Module):
             prev_fresh = m.fresh_output
         return flags
 
+    def fused_steps(self) -> list[tuple[Module, Callable[[Tensor], Tensor] | None, bool]]:
+        """The inference forward as (module, epilogue, in place) steps: a child followed by an elementwise
+        child that may overwrite its fresh output runs as one step, module.forward_then(x, epilogue)."""
+        flags = self._inplace_flags()
+        steps, i = [], 0
+        while i < len(self._children):
+            follower = self._children[i + 1] if i + 1 < len(self._children) else None
+            epilogue = follower.epilogue() if follower is not None and flags[i + 1] else None
+            steps.append((self._children[i], epilogue, flags[i]))
+            i += 2 if epilogue is not None else 1
+        return steps
+
     def forward(self, x: Tensor) -> Tensor:
-        for m, inplace in zip(self._children, self._inplace_flags()):
-            x = m.forward_inplace(x) if inplace else m(x)  # type: ignore[attr-defined]
+        for m, epilogue, inplace in self.fused_steps():
+            if epilogue is not None:
+                x = m.forward_then(x, epilogue)
+            else:
+                x = m.forward_inplace(x) if inplace else m(x)  # type: ignore[attr-defined]
         return x
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
@@ -174,6 +189,10 @@ class Residual(Module):
 
     def __repr__(self) -> str:
         return f"Residual({self.body!r})"
+
+    def with_reduced_body(self, reduce: Callable[[Module], Module]) -> Module:
+        """The sum x + body(x) stays in the caller's type (x is exact there); the body may be reduced."""
+        return Residual(reduce(self.body))
 
     def _add(self, x: Tensor, h: Tensor) -> Tensor:
         if h.shape != x.shape:

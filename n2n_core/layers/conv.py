@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
@@ -16,7 +17,7 @@ from ..functional.conv import (
     conv_transpose2d_vjp,
 )
 from ..init import bias_uniform, kaiming_uniform
-from ..module import VJP, Module, empty_like_grad
+from ..module import VJP, Module, as_data, empty_like_grad
 
 
 class _ConvBase(Module):
@@ -100,6 +101,12 @@ class Conv2d(_ConvBase):
     def forward(self, x: Tensor) -> Tensor:
         x, unbatched = self._prepare(x)
         y, _ = conv2d_forward(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return y[0] if unbatched else y
+
+    def forward_then(self, x: Tensor, epilogue: Callable[[Tensor], Tensor]) -> Tensor:
+        """epilogue(conv(x)), the epilogue applied to each block of output rows as the GEMM writes it."""
+        x, unbatched = self._prepare(as_data(x))
+        y, _ = conv2d_forward(x, self.weight, self.bias, self.stride, self.padding, self.dilation, epilogue)
         return y[0] if unbatched else y
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:

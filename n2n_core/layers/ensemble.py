@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -64,6 +65,10 @@ class SelfEnsemble(Module):
 
     def __repr__(self) -> str:
         return f"SelfEnsemble({self.body!r}, transforms={self.count})"
+
+    def with_reduced_body(self, reduce: Callable[[Module], Module]) -> Module:
+        """The mean of the transformed answers stays in the caller's type; the body may be reduced."""
+        return SelfEnsemble(reduce(self.body), self.count)
 
     def forward(self, x: Tensor) -> Tensor:
         total = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..checks import Pair, check_image_batch, to_pair
@@ -23,6 +24,25 @@ def maxpool2d_forward(x: Tensor, kernel: Pair) -> tuple[Tensor, Tensor]:
     windows = xh.reshape(n, ho, kh, wo, kw, c).permute(0, 1, 3, 2, 4, 5).reshape(n, ho, wo, kh * kw, c)
     y, idx = windows.max(dim=3)
     return y.permute(0, 3, 1, 2), idx
+
+
+def maxpool2d_values(x: Tensor, kernel: Pair) -> Tensor:
+    """The y of ``maxpool2d_forward`` without the window indices (inference): the elementwise maximum of
+    the kh*kw strided views x[:, :, u::kh, v::kw], computed channels-last.
+
+    x: (N, C, H, W) -> y: (N, C, H//kh, W//kw) with channels_last strides.
+    """
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    ho, wo = h // kh, w // kw
+    xh = x.permute(0, 2, 3, 1)
+    views = [xh[:, u : u + (ho - 1) * kh + 1 : kh, v : v + (wo - 1) * kw + 1 : kw] for u in range(kh) for v in range(kw)]
+    if len(views) == 1:
+        return views[0].contiguous().permute(0, 3, 1, 2)
+    y = torch.maximum(views[0], views[1])
+    for view in views[2:]:
+        torch.maximum(y, view, out=y)
+    return y.permute(0, 3, 1, 2)
 
 
 def maxpool2d_vjp(dy: Tensor, idx: Tensor, kernel: Pair, input_size: Pair) -> Tensor:
@@ -57,7 +77,7 @@ class MaxPool2d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        return maxpool2d_forward(x, self.kernel_size)[0]
+        return maxpool2d_values(x, self.kernel_size)
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         self._check(x)

@@ -307,3 +307,36 @@ def test_train_has_one_default_architecture_the_api_shares():
     assert _train_config(args).arch == DEFAULT_ARCH == TrainConfig().arch
     r = subprocess.run([sys.executable, "-m", "n2n_core.cli", "train", "--help"], capture_output=True, text=True)
     assert f"else {DEFAULT_ARCH}, as for POST /train" in " ".join(r.stdout.split())
+
+
+def test_denoise_precision_flag_reaches_the_summary_and_the_pixels(tmp_path, tiny, capsys):
+    src = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(src)
+    written = {}
+    for precision in ("float32", "bfloat16"):
+        capsys.readouterr()
+        out = tmp_path / precision
+        assert main(["denoise", str(src), "-o", str(out), "--weights", str(tiny), "--precision", precision]) == 0
+        assert f"({precision})" in capsys.readouterr().err
+        written[precision] = np.asarray(Image.open(out / "p.png"), dtype=np.int16)
+    assert np.abs(written["float32"] - written["bfloat16"]).max() <= 3  # 8-bit steps
+
+
+def test_a_bad_precision_is_one_line(tmp_path, tiny, capsys, monkeypatch):
+    src = tmp_path / "p.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+    monkeypatch.setenv("N2N_PRECISION", "half")
+    capsys.readouterr()
+    assert main(["denoise", str(src), "-o", str(tmp_path / "o"), "--weights", str(tiny)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "precision must be one of auto, float32, bfloat16, float16" in err[0], err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["denoise", str(src), "-o", str(tmp_path / "o"), "--precision", "half"])
+    assert exit_info.value.code == 2
+
+
+def test_eval_reports_its_precision(tmp_path, tiny, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(tiny), "--data", "builtin", "--limit", "1", "--json",
+                 "--precision", "bfloat16"]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "bfloat16"

@@ -8,6 +8,7 @@ import torch
 import n2n_core.layers
 from n2n_core import (
     MSE,
+    Cast,
     Concat,
     Conv2d,
     Identity,
@@ -35,6 +36,7 @@ def every_layer() -> list[Module]:
         Residual(Sequential(Conv2d(3, 3, 3, padding=1), LeakyReLU(0.1))),
         SelfEnsemble(Sequential(Conv2d(3, 3, 3, padding=1), LeakyReLU(0.1)), transforms=8),
         NoiseAdaptive(Sequential(Conv2d(3, 3, 3, padding=1), LeakyReLU(0.1)), threshold=25, passes=2),
+        Cast(Sequential(Conv2d(3, 3, 3, padding=1), LeakyReLU(0.1)).to(dtype=torch.float64), "float64"),
     ]
 
 
