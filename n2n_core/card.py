@@ -100,10 +100,19 @@ def _card_of(spec: str) -> dict[str, Any]:
     from .weights import resolve
 
     try:
-        path = resolve(spec).with_suffix(".json")
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (ValueError, OSError, json.JSONDecodeError):
+        return card_beside(resolve(spec))
+    except ValueError:
         return {}
+
+
+def card_beside(weights: Path) -> dict[str, Any]:
+    """The card ``NAME.json`` beside the weights ``NAME.safetensors``, or {} when there is none or it cannot be read."""
+    path = Path(weights).with_suffix(".json")
+    try:
+        card = json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, OSError):  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return {}
+    return card if isinstance(card, dict) else {}
 
 
 def add_metric(weights: Path, metric: dict[str, Any]) -> Path:

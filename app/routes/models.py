@@ -1,7 +1,8 @@
-"""Registered models: list them, switch the active one, delete trained ones."""
+"""Registered models: list them, download one as ONNX, switch the active one, delete trained ones."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -58,3 +59,28 @@ def delete(model_id: str, registry: RegistryDep) -> Response:
     with model_refusals(model_id):
         registry.delete(model_id)
     return Response(status_code=204)
+
+
+ONNX_MEDIA_TYPE = "application/octet-stream"
+UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@router.get("/{model_id}/onnx", response_class=Response,
+            responses={200: {"content": {ONNX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the model as an ONNX file (attachment <id>.onnx)"},
+                       404: {"model": Message}, 409: {"model": Message}})
+def download_onnx(model_id: str, registry: RegistryDep) -> Response:
+    """Download the model as ONNX (opset 17, float32 NCHW, any batch, height and width; its card in the metadata):
+    the whole-image graph of ``n2n_core.export``, which pads, crops and clamps as /denoise does."""
+    from n2n_core.export import to_onnx_bytes  # imports onnx: paid by the first download, not by every start
+
+    with model_refusals(model_id):
+        _, model = registry.get(model_id)
+        card = registry.card(model_id)
+    try:
+        data = to_onnx_bytes(model, metadata=card)
+    except ValueError as e:
+        raise HTTPException(409, f"model {model_id!r} cannot be exported to ONNX: {e}") from None
+    filename = UNSAFE_FILENAME.sub("_", model_id) + ".onnx"
+    return Response(data, media_type=ONNX_MEDIA_TYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
