@@ -86,7 +86,10 @@ def _check_image(path: Path, name: str, max_pixels: int | None) -> int:
     supported image within ``max_pixels``. Reads the header (and, for PNG, the chunk checksums), no pixels."""
     try:
         with open(path, "rb") as fh:
-            _, w, h = images.probe(fh)
+            fmt, w, h = images.probe(fh)
+            if fmt in images.RAW_FORMATS:  # training reads with Pillow, which would see only a RAW's preview
+                raise DatasetError(f"{_show(name)} is a camera RAW ({fmt}): training reads PNG, JPEG, TIFF, WebP or "
+                                   "BMP; develop it to one of those first")
             if max_pixels is not None and w * h > max_pixels:
                 raise DatasetError(f"{_show(name)} is {w}x{h} = {w * h} pixels; the limit per image is {max_pixels}")
             fh.seek(0)

@@ -7,21 +7,31 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 
 from n2n_core import images
-from n2n_core.images import ImageError, ImageTooLarge, Picture
+from n2n_core.images import ImageError, ImageTooLarge, MultiFrameImage, Picture, UnsupportedImage
+
+
+def image_refusal(e: ImageError, max_pixels: int) -> HTTPException:
+    """The HTTP answer to bytes the core refused: 413 for a bomb, 415 for a format not read (a camera RAW
+    LibRaw cannot open included), 422 for a file of several frames, 400 for anything unreadable."""
+    if isinstance(e, ImageTooLarge):
+        return HTTPException(413, f"{e}; the limit is {max_pixels} pixels")
+    if isinstance(e, MultiFrameImage):
+        return HTTPException(422, str(e))
+    if isinstance(e, UnsupportedImage) or "unsupported" in str(e):
+        return HTTPException(415, str(e))
+    return HTTPException(400, str(e))
 
 
 def check_header(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> tuple[str, int, int]:
-    """(format, width, height); 400/415 for unreadable or unsupported bytes, 413 above max_pixels,
-    422 for a long side more than ``max_aspect_ratio`` times the short one."""
+    """(format, width, height); 400/415 for unreadable or unsupported bytes, 413 above max_pixels, 422 for a
+    file of several frames or a long side more than ``max_aspect_ratio`` times the short one. A camera RAW's
+    size is that of the developed image, read from its header before anything is demosaiced."""
     if not data:
         raise HTTPException(400, "empty body: send an image as multipart field 'file' or as the raw body")
     try:
         fmt, w, h = images.probe(data)
-    except ImageTooLarge as e:
-        raise HTTPException(413, f"{e}; the limit is {max_pixels} pixels") from None
     except ImageError as e:
-        status = 415 if "unsupported" in str(e) else 400
-        raise HTTPException(status, str(e)) from None
+        raise image_refusal(e, max_pixels) from None
     if w * h > max_pixels:
         raise HTTPException(413, f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
     if max(w, h) > max_aspect_ratio * max(1, min(w, h)):
@@ -65,12 +75,23 @@ def check_output_size(fmt: str, width: int, height: int) -> None:
                                  f"{width}x{height}; ask for format=png or format=tiff")
 
 
+def output_format(requested: str | None, input_format: str) -> str:
+    """The format of the answer: the one asked for; for ``auto`` (or None), the input's default (a 16-bit
+    ``tiff`` for a camera RAW, ``png`` otherwise: ``n2n_core.images.default_output_format``)."""
+    if requested is None or requested == "auto":
+        return images.default_output_format(input_format)
+    return requested
+
+
 def decode(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> Picture:
+    """The picture in ``data``, its header checked first (``check_header``: limits before any decoding, a
+    camera RAW's before demosaicing); 400, 413, 415 or 422 as the header check, or 400 when the pixels turn
+    out unreadable."""
     check_header(data, max_pixels, max_aspect_ratio)
     try:
         pic = images.decode(data)
     except ImageError as e:
-        raise HTTPException(400, str(e)) from None
+        raise (HTTPException(400, str(e)) if type(e) is ImageError else image_refusal(e, max_pixels)) from None
     w, h = pic.size
     if w * h > max_pixels:  # EXIF rotation cannot grow it, but the decoder's own view is what counts
         raise HTTPException(413, f"image is {w}x{h} pixels; the limit is {max_pixels}")

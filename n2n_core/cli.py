@@ -1,4 +1,4 @@
-"""The ``n2n`` command: train, eval, denoise, serve."""
+"""The ``n2n`` command: train, eval, denoise, export, serve."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .distributed import DistContext
     from .train import TrainConfig
 
@@ -237,14 +239,16 @@ def denoise_inputs(specs: list[str]) -> list[Path]:
     import glob
 
     from .data import list_images
+    from .images import PHOTO_SUFFIXES
 
     out: list[Path] = []
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            found = list_images(path)
+            found = list_images(path, PHOTO_SUFFIXES)
             if not found:
-                raise ValueError(f"{spec}: the folder holds no images (png, jpg, tif, webp, bmp)")
+                raise ValueError(f"{spec}: the folder holds no images (png, jpg, tif, webp, bmp, heic, avif or "
+                                 "camera RAW: dng, cr2, cr3, nef, arw, raf, orf, rw2, ...)")
         elif path.is_file():
             found = [path]
         elif glob.has_magic(spec):
@@ -257,10 +261,32 @@ def denoise_inputs(specs: list[str]) -> list[Path]:
     return out
 
 
+def _denoise_models(weights: str | None, device: str) -> Callable[[str], Any]:
+    """model_for(input format): the model ``--weights`` names for every photo; without it, the shipped
+    default, and for a camera RAW the camera-noise model (``blind``, when shipped). Each is loaded once,
+    when a photo first needs it."""
+    from .raw import CAMERA_NOISE_MODEL, FORMATS
+    from .weights import shipped
+
+    loaded: dict[str | None, Any] = {}
+
+    def model_for(input_format: str) -> Any:
+        spec = weights
+        if spec is None and input_format in FORMATS and CAMERA_NOISE_MODEL in shipped():
+            spec = CAMERA_NOISE_MODEL
+        if spec not in loaded:
+            loaded[spec] = _load_model(spec, device)[0]
+        return loaded[spec]
+
+    return model_for
+
+
 def cmd_denoise(args: argparse.Namespace) -> int:
     """Photos one at a time (memory bounded by the largest, not by their number). Every header is read
     first; a photo that cannot be read or denoised is reported by name and skipped, the others are
-    written, and the exit code is 1 when any failed."""
+    written, and the exit code is 1 when any failed. A camera RAW is developed (``n2n_core.raw``), denoised
+    by the camera-noise model unless ``--weights`` names one, and written as a 16-bit TIFF unless
+    ``--format`` names another format."""
     import time
     import warnings
 
@@ -268,42 +294,50 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .infer import check_strength, picture_steps, run_steps
     from .noise_level import estimate_sigma
     from .precision import device_of, model_precision, resolve_precision
+    from .raw import quiet_libraw
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     check_strength(args.strength)
     if not 1 <= args.quality <= 100:
         raise ValueError(f"--quality must be between 1 and 100, got {args.quality}")
-    if args.bits == 16 and args.format not in ("png", "tiff"):
+    if args.bits == 16 and args.format not in (None, "png", "tiff"):
         raise ValueError(f"--bits 16 needs --format png or tiff; {args.format} holds 8 bits a sample")
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--output-dir {out_dir} is a file; name a folder (it is created when missing)")
     inputs = denoise_inputs(args.inputs)
     failed: dict[Path, str] = {}
+    outputs: dict[Path, str] = {}  # input -> output format (--format, else the input's default)
+    input_formats: dict[Path, str] = {}
     for p in inputs:  # report unreadable headers before any work
         with open(p, "rb") as f:
             try:
-                images.probe(f)
+                with quiet_libraw():
+                    input_formats[p] = images.probe(f, name=p.name)[0]
+                outputs[p] = args.format or images.default_output_format(input_formats[p])
             except images.ImageError as e:
                 failed[p] = str(e)
+                outputs[p] = args.format or "png"
                 print(f"n2n: error: {p}: {e}", file=sys.stderr)
-    stems = [p.stem for p in inputs]
-    clash = sorted({s for s in stems if stems.count(s) > 1})
+    names = [f"{p.stem}.{outputs[p]}" for p in inputs]
+    clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        raise ValueError(f"several inputs would write the same output {clash[0]}.{args.format}; rename them or run "
-                         "them apart")
+        raise ValueError(f"several inputs would write the same output {clash[0]}; rename them or run them apart")
     todo = [p for p in inputs if p not in failed]
-    model = _load_model(args.weights, args.device)[0] if todo else None
+    model_for = _denoise_models(args.weights, args.device)
+    model = model_for(input_formats[todo[0]]) if todo else None  # a bad --weights fails before any work
     precision = resolve_precision(args.precision, device_of(model)) if model is not None else "float32"
     out_dir.mkdir(parents=True, exist_ok=True)
     bars = not args.quiet and show_progress(args.progress, sys.stderr)
     bar = _progress_bar(len(todo), "denoise", unit="img", enabled=bars and len(todo) > 1)
     started, megapixels = time.monotonic(), 0.0
     for p in todo:
-        dst = out_dir / f"{p.stem}.{args.format}"
+        dst = out_dir / f"{p.stem}.{outputs[p]}"
         photo_bar = PhotoProgress(p.name, bars)
         try:
-            picture = images.read(p)
+            model = model_for(input_formats[p])
+            with quiet_libraw():  # LibRaw's own stderr lines about a damaged RAW: ours says it in one
+                picture = images.read(p)
             sigma = estimate_sigma(picture.pixels)
             pixels = picture.pixels.shape[-2] * picture.pixels.shape[-1]
             photo_bar.start(pixels)
@@ -329,6 +363,31 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         print(denoise_summary(len(todo), megapixels, time.monotonic() - started, out_dir,
                               model_precision(model, precision)), file=sys.stderr)
     return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write MODEL (a shipped name or a weights file, as --weights takes it) as ONNX, its card in the metadata;
+    one summary line on stdout."""
+    from .card import card_beside
+    from .export import export_onnx
+    from .models import arch_of, size_multiple
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder; name the ONNX file to write, e.g. {out / 'model.onnx'}")
+    model, meta, path = _load_model(args.model, "cpu")
+    card = card_beside(path) or {"name": path.stem, "architecture": arch_of(model.config()) or model.config()["type"],
+                                 "metadata": meta}
+    whole_image = not args.network_only
+    export_onnx(model, out, opset=args.opset, metadata=card, whole_image=whole_image)
+    channels = next((m.in_channels for m in model.modules() if hasattr(m, "in_channels")), "C")
+    sides = "any height and width" if whole_image else f"height and width multiples of {size_multiple(model)}"
+    print(f"n2n: exported {args.model} to {out}: ONNX opset {args.opset}, input 'input' float32 "
+          f"[batch, {channels}, height, width] ({sides}), output 'output', {out.stat().st_size / 1e6:.1f} MB")
+    return 0
 
 
 # ----------------------------------------------------------------------------- serve
@@ -361,7 +420,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="n2n", description="Noise2Noise denoising: train, evaluate, denoise, serve.")
+    p = argparse.ArgumentParser(prog="n2n",
+                                description="Noise2Noise denoising: train, evaluate, denoise, export, serve.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a denoiser on noisy pairs", description="Train a Noise2Noise denoiser.")
@@ -413,16 +473,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("denoise", help="denoise image files into a folder",
-                       description="Denoise images (PNG/JPEG/TIFF/WebP; grey, RGB, RGBA, 16-bit) to DIR/<stem>.png.")
+                       description="Denoise images (PNG/JPEG/TIFF/WebP/BMP, HEIC/AVIF; grey, RGB, RGBA, 16-bit) and "
+                       "camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, ...) to DIR/<stem>.png (a RAW: "
+                       "DIR/<stem>.tiff, 16-bit).")
     d.add_argument("inputs", nargs="+", metavar="IN",
                    help="photo files, folders (their images) or glob patterns such as 'shots/*.jpg'")
     d.add_argument("--output-dir", "-o", required=True, metavar="DIR",
                    help="folder for the results, DIR/<stem>.<format> (created when missing)")
     d.add_argument("--weights", default=None,
-                   help="a shipped model (default, best, blind, fast) or a weights file (default: default)")
-    d.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "tiff"],
-                   help="output format (png and tiff keep 16 bits); every format keeps the EXIF and ICC profile")
-    d.add_argument("--quality", type=int, default=95, help="JPEG and WebP quality, 1..100")
+                   help="a shipped model (default, best, blind, fast) or a weights file (default: default; for a "
+                   "camera RAW, the camera-noise model blind)")
+    d.add_argument("--format", default=None, choices=["png", "jpeg", "webp", "tiff", "heic", "avif"],
+                   help="output format (png and tiff keep 16 bits, heic 10); every format keeps the EXIF and ICC "
+                   "profile (default: png, and a 16-bit tiff for a camera RAW)")
+    d.add_argument("--quality", type=int, default=95, help="JPEG, WebP, HEIC and AVIF quality, 1..100")
     d.add_argument("--bits", type=int, default=None, choices=[8, 16],
                    help="bits a sample: 16 for a 16-bit png or tiff from any input (default: a 16-bit input stays "
                    "16-bit as png or tiff, anything else is 8-bit)")
@@ -442,6 +506,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--strength", type=float, default=1.0,
                    help="how much to denoise, 0..1: 1 the model's output (default), 0 the input, between a blend")
     d.set_defaults(func=cmd_denoise)
+
+    x = sub.add_parser("export", help="export a model to ONNX",
+                       description="Write a model as an ONNX file (float32, dynamic batch, height and width; the "
+                       "model card in its metadata), for onnxruntime, OpenVINO, TensorRT and the like.")
+    x.add_argument("model", metavar="MODEL",
+                   help="a shipped model (default, best, blind, fast, seed) or a weights file, as --weights takes it")
+    x.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    x.add_argument("--network-only", action="store_true",
+                   help="the network alone: height and width must be multiples of the model's size multiple and the "
+                   "output is not clamped (default: the whole-image graph, which pads any size as n2n denoise does, "
+                   "crops back and clamps to [0, 1])")
+    x.set_defaults(func=cmd_export)
 
     s = sub.add_parser("serve", help="start the HTTP service", description="Start the n2n REST service.")
     s.add_argument("--host", default="127.0.0.1")

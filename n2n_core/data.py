@@ -22,7 +22,7 @@ import pickle
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +42,11 @@ VAL_MAX_SIDE = 1024  # held-out validation images from a folder: centre crop of 
 _STRIP_ROWS = 256  # rows converted at a time while copying a decoded image out of Pillow
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def list_images(folder: str | Path, suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The files of ``folder`` whose extension is one of ``suffixes`` (default: the images training reads),
+    sorted."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
 
 
 def _rgb8_strips(im: Image.Image) -> Iterator[np.ndarray]:

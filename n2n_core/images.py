@@ -1,15 +1,19 @@
 """Image files <-> float pixels, keeping what users care about: size, mode, alpha and bit depth.
 
-``decode`` reads PNG/JPEG/TIFF/WebP/BMP bytes (EXIF orientation applied) into a ``Picture``;
-``encode`` writes it back. 16-bit PNG/TIFF keep 16 bits (OpenCV decodes them; Pillow would drop
-to 8 bits for RGB). Grey stays grey, grey + alpha stays grey + alpha (also at 16 bits, which
+``decode`` reads PNG/JPEG/TIFF/WebP/BMP, HEIC/HEIF and AVIF bytes (EXIF orientation applied) and camera
+RAW files (``n2n_core.raw``: developed to 16-bit sRGB-encoded RGB) into a ``Picture``; ``encode`` writes
+PNG, JPEG, WebP, TIFF, HEIC or AVIF. A file of several frames (animated PNG/WebP/GIF, multi-page TIFF) is
+refused with the number of frames (``n2n_core.frames``), never cut to its first. HEIC goes through
+pillow-heif (``n2n_core.heif``: 10 and 12-bit files are read as 16-bit, and a 16-bit picture is written as
+a 10-bit HEIC), AVIF through Pillow itself (8 bits). 16-bit PNG/TIFF keep 16 bits (OpenCV decodes them;
+Pillow would drop to 8 bits for RGB). Grey stays grey, grey + alpha stays grey + alpha (also at 16 bits, which
 neither OpenCV nor Pillow can write: such PNGs are written here). Every TIFF is written with tifffile
 (zlib-compressed, any mode at 8 or 16 bits), which also reads the TIFFs Pillow cannot open. The alpha
 channel is carried through untouched. ``encode(..., bits=16)`` asks for 16 bits from any input (PNG or TIFF).
 
 The photo's EXIF block (camera, lens, exposure, dates, GPS, ...; Orientation reset to 1 since the pixels
 are turned upright) and its ICC colour profile are kept on the ``Picture`` and written back to PNG, JPEG,
-WebP and TIFF (``n2n_core.metadata``). ``encode(..., strip_metadata=True)`` leaves the EXIF out, GPS
+WebP, TIFF, HEIC and AVIF (``n2n_core.metadata``). ``encode(..., strip_metadata=True)`` leaves the EXIF out, GPS
 included, but keeps the ICC profile: it holds no private data, and without it the colours would change.
 """
 
@@ -27,22 +31,30 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from . import metadata
+from . import frames, heif, metadata, raw
+from .image_errors import ImageError, ImageTooLarge, MultiFrameImage, UnsupportedImage  # noqa: F401 - re-exported
 
-FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP"}
-OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF"}
-MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff"}
-MAX_SIDE = {"WEBP": 16383, "JPEG": 65500}  # the encoders' largest width or height
-DEEP_FORMATS = {"PNG", "TIFF"}
-DEFAULT_PNG_COMPRESSION = 6  # the output formats that hold 16 bits a sample
+FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP", "HEIF", "AVIF"}  # read by Pillow (HEIF: its pillow-heif opener)
+RAW_FORMATS = raw.FORMATS  # camera RAW, read by LibRaw
+OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF",
+                  "heic": "HEIF", "heif": "HEIF", "avif": "AVIF"}
+OUTPUT_NAMES = {"HEIF": "heic"}  # what users call the formats whose Pillow name differs
+MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff",
+               "HEIF": "image/heic", "AVIF": "image/avif"}
+#: the encoders' largest width or height (HEIC: a grid of 512-px tiles; AVIF: what libavif reads back)
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "HEIF": 65535, "AVIF": 32768}
+DEEP_FORMATS = {"PNG", "TIFF"}  # the output formats that hold 16 bits a sample
+TEN_BIT_FORMATS = {"HEIF"}  # hold a 16-bit picture at 10 bits a sample when no depth is asked for
+LOSSY_FORMATS = {"JPEG", "WEBP", "HEIF", "AVIF"}  # take a quality
+DEFAULT_PNG_COMPRESSION = 6
+#: file extensions of the photos ``read`` takes: what Pillow reads, HEIC/HEIF/AVIF and camera RAW
+PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif", ".hif",
+                            ".avif", *raw.SUFFIXES})
 
 
-class ImageError(ValueError):
-    """Bytes that are not a readable image of a supported format."""
-
-
-class ImageTooLarge(ImageError):
-    """An image whose header declares more pixels than anyone should decode."""
+def default_output_format(input_format: str) -> str:
+    """The output format when none is asked for: ``tiff`` (16 bits) for a camera RAW, else ``png``."""
+    return "tiff" if input_format.upper() in RAW_FORMATS else "png"
 
 
 @dataclass
@@ -93,11 +105,21 @@ def _magic(data: bytes | BinaryIO) -> bytes:
     return data.read(4)
 
 
-def probe(data: bytes | BinaryIO) -> tuple[str, int, int]:
+def probe(data: bytes | BinaryIO, name: str | None = None) -> tuple[str, int, int]:
     """(format, width, height) from the header alone, without decoding pixels.
 
-    ``data``: the file's bytes, or a seekable binary file (only its header is read).
+    ``data``: the file's bytes, or a seekable binary file (only its header is read; a camera RAW is opened
+    by LibRaw, which parses its header). ``name``: the file's name, if known: an extension naming a camera
+    RAW makes LibRaw try bytes nothing else recognises. The format is Pillow's name (``PNG``, ``JPEG``,
+    ``TIFF``, ``WEBP``, ``BMP``, ``HEIF``, ``AVIF``) or the RAW's (``DNG``, ``NEF``, ...; ``RAW_FORMATS``),
+    and the size that of the decoded, upright image.
+    Raises ImageError (unreadable), UnsupportedImage (a format not read, e.g. a RAW LibRaw cannot open),
+    MultiFrameImage (several frames) or ImageTooLarge (a decompression bomb).
     """
+    camera = raw.identify(data, name)
+    if camera is not None:
+        width, height = raw.size(data, camera)
+        return camera, width, height
     if isinstance(data, (bytes, bytearray, memoryview)):
         source: BinaryIO = io.BytesIO(data)
     else:
@@ -106,26 +128,34 @@ def probe(data: bytes | BinaryIO) -> tuple[str, int, int]:
     try:
         with Image.open(source) as im:
             fmt, (w, h) = im.format, im.size
+            fmt = "JPEG" if fmt == "MPO" else fmt  # camera JPEGs with embedded previews
+            frames.check_single(frames.pillow_frames(im), fmt)
     except UnidentifiedImageError:
         if _magic(data) in TIFF_MAGIC:  # e.g. 16-bit grey + alpha, which Pillow has no mode for
             try:
                 with _tiff_page(data) as tif:
                     page = tif.pages.first
-                    return "TIFF", int(page.imagewidth), int(page.imagelength)
+                    count = frames.tifffile_frames(tif)
+                    fmt, w, h = "TIFF", int(page.imagewidth), int(page.imagelength)
             except MemoryError:
                 raise
             except Exception as e:  # noqa: BLE001 - a damaged TIFF is a bad image
                 raise ImageError(f"not a readable TIFF image: {e}") from None
-        raise ImageError("not a readable image: expected PNG, JPEG, TIFF, WebP or BMP bytes") from None
+            frames.check_single(count, fmt)
+            return fmt, w, h
+        raise ImageError("not a readable image: expected PNG, JPEG, TIFF, WebP, BMP, HEIC, AVIF or camera RAW "
+                         "bytes") from None
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"image too large: {e}") from None
+    except ImageError:
+        raise
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder failure on untrusted bytes is a bad image
         raise ImageError(f"not a readable image: {e}") from None
-    fmt = "JPEG" if fmt == "MPO" else fmt  # camera JPEGs with embedded previews
     if fmt not in FORMATS:
-        raise ImageError(f"unsupported image format {fmt}; use PNG, JPEG, TIFF, WebP or BMP")
+        raise UnsupportedImage(f"unsupported image format {fmt}; use PNG, JPEG, TIFF, WebP, BMP, HEIC, AVIF or "
+                               "camera RAW")
     return fmt, w, h
 
 
@@ -140,6 +170,8 @@ def _pillow_opens(data: bytes) -> bool:
 def _is_16bit(data: bytes, fmt: str, im: Image.Image) -> bool:
     if fmt == "PNG" and len(data) > 24:
         return data[24] == 16  # IHDR bit depth
+    if fmt == "HEIF":
+        return heif.bit_depth(im.info) > 8 or im.mode.startswith("I;16")
     if fmt == "TIFF":
         bits = getattr(im, "tag_v2", {}).get(258, (8,))
         bits = bits if isinstance(bits, tuple) else (bits,)
@@ -235,9 +267,12 @@ def _decode_tifffile(data: bytes) -> Picture:
     return _from_array(_orient(np.ascontiguousarray(a), int(orientation)), 16 if a.dtype == np.uint16 else 8, "TIFF")
 
 
-def decode(data: bytes) -> Picture:
-    """Image bytes -> Picture, with the file's EXIF and ICC profile. Raises ImageError for anything
-    unreadable or unsupported."""
+def decode(data: bytes, name: str | None = None) -> Picture:
+    """Image bytes -> Picture, with the file's EXIF and ICC profile. ``name``: the file's name, if known
+    (``probe``). Raises ImageError (or one of its kinds: ``probe``) for anything unreadable or unsupported."""
+    camera = raw.identify(data, name)
+    if camera is not None:
+        return _decode_raw(data, camera)
     fmt, _, _ = probe(data)
     try:
         if fmt == "TIFF" and data[:4] in TIFF_MAGIC and not _pillow_opens(data):
@@ -255,6 +290,18 @@ def decode(data: bytes) -> Picture:
         raise ImageError(f"cannot decode this {fmt} image: {e}") from None
 
 
+def _decode_raw(data: bytes, fmt: str) -> Picture:
+    """A camera RAW developed by LibRaw (``n2n_core.raw``), linear 16-bit, then sRGB-encoded in floats:
+    16 bits, the camera's EXIF, an sRGB ICC profile."""
+    developed = raw.develop(data, fmt)
+    exif = developed.exif
+    pixels = raw.encode_srgb_(to_unit_floats(developed.rgb, 65535.0))
+    del developed  # its 16-bit samples are not held while the floats live
+    height, width = pixels.shape[1:]
+    return Picture(pixels, None, 16, fmt, exif=metadata.normalised_exif(exif, (width, height)),
+                   icc_profile=raw.srgb_profile())
+
+
 def _with_metadata(pic: Picture, exif: Image.Exif | None, icc: bytes | None) -> Picture:
     """``pic`` with its file's EXIF fitted to its upright pixels, and the ICC profile if it fits its channels."""
     return replace(pic, exif=metadata.normalised_exif(exif, pic.size),
@@ -265,6 +312,9 @@ def _decode_opened(im: Image.Image, data: bytes, fmt: str) -> Picture:
     """The pixels of an image Pillow has opened (16-bit ones through OpenCV), upright."""
     orientation = im.getexif().get(274, 1) if hasattr(im, "getexif") else 1
     if _is_16bit(data, fmt, im):
+        if fmt == "HEIF":  # libheif turns the pixels upright itself
+            a = heif.decode_deep(data)
+            return _from_array(a, 16 if a.dtype == np.uint16 else 8, fmt)
         return _decode_16bit(data, fmt, orientation)
     im = ImageOps.exif_transpose(im)
     if im.mode in ("1", "L", "P", "PA", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F", "La", "RGBa"):
@@ -281,12 +331,14 @@ def _decode_opened(im: Image.Image, data: bytes, fmt: str) -> Picture:
 
 def encode(pic: Picture, fmt: str = "png", quality: int = 95, *, bits: int | None = None,
            strip_metadata: bool = False, png_compression: int = DEFAULT_PNG_COMPRESSION) -> bytes:
-    """Picture -> bytes of ``fmt``: png, jpeg (jpg), webp or tiff (tif). JPEG drops alpha.
+    """Picture -> bytes of ``fmt``: png, jpeg (jpg), webp, tiff (tif), heic (heif) or avif. JPEG drops alpha;
+    HEIC writes grey + alpha as RGBA.
 
-    quality: JPEG and WebP quality, 1..100 (default 95); ignored by the lossless formats.
+    quality: JPEG, WebP, HEIC and AVIF quality, 1..100 (default 95); ignored by the lossless formats.
     bits: samples of 8 or 16 bits; None (default) keeps the picture's depth where the format holds it, so a
-    16-bit input stays 16-bit as PNG or TIFF and everything else is 8-bit. ``bits=16`` asks for 16 bits
-    from any input (PNG or TIFF only): the denoised pixels are finer than the input's 256 levels.
+    16-bit input stays 16-bit as PNG or TIFF, is written at 10 bits as HEIC, and everything else is 8-bit.
+    ``bits=16`` asks for 16 bits from any input (PNG or TIFF only): the denoised pixels are finer than the
+    input's 256 levels.
     png_compression: zlib level of a PNG, 0..9: 6 (default) gives small files; 1 or 2 encode a denoised
     photo about 4x faster for files about a fifth larger (what a service answering many requests wants).
     strip_metadata: leave out the EXIF block (camera, dates, GPS, ...); the ICC profile is always written,
@@ -295,7 +347,7 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95, *, bits: int | Non
     """
     fmt = OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
     if fmt not in MEDIA_TYPES:
-        raise ImageError(f"unsupported output format {fmt!r}; use png, jpeg, webp or tiff")
+        raise ImageError(f"unsupported output format {fmt!r}; use png, jpeg, webp, tiff, heic or avif")
     check_quality(quality)
     if not (isinstance(png_compression, int) and 0 <= png_compression <= 9):
         raise ValueError(f"png_compression must be an integer from 0 to 9, got {png_compression!r}")
@@ -320,16 +372,18 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95, *, bits: int | Non
     try:
         if fmt == "TIFF":
             return metadata.tiff_with_exif(_tiff(px, pic.icc_profile), exif)
+        if fmt == "HEIF":
+            return heif.encode(px, quality, exif, pic.icc_profile)
         if keep16:
             return metadata.png_with_metadata(_png16_any(px, png_compression), exif, pic.icc_profile)
         out = io.BytesIO()
-        kwargs: dict[str, Any] = ({"quality": quality} if fmt in ("JPEG", "WEBP")
+        kwargs: dict[str, Any] = ({"quality": quality} if fmt in LOSSY_FORMATS
                                   else {"compress_level": png_compression} if fmt == "PNG" else {})
         Image.fromarray(px).save(out, format=fmt, **kwargs, **metadata.pillow_options(fmt, exif, pic.icc_profile))
         return out.getvalue()
     except ImageError:
         raise
-    except (OSError, ValueError, struct.error) as e:
+    except (OSError, ValueError, RuntimeError, struct.error) as e:  # RuntimeError: libheif's and libavif's
         raise ImageError(f"cannot encode the result as {fmt}: {e}") from None
 
 
@@ -341,15 +395,18 @@ def check_quality(quality: int) -> int:
 
 
 def output_bits(input_bits: int, fmt: str, bits: int | None = None) -> int:
-    """The sample depth ``encode`` writes: ``bits`` when given (8, or 16 for PNG/TIFF), else 16 for a 16-bit
-    picture written as PNG or TIFF and 8 otherwise. ValueError for any other ``bits``."""
+    """The sample depth ``encode`` works in: ``bits`` when given (8, or 16 for PNG/TIFF), else 16 for a 16-bit
+    picture written as PNG, TIFF or HEIC (which stores 10 of them) and 8 otherwise. ValueError for any
+    other ``bits``."""
     fmt = OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
     if bits is None:
-        return 16 if input_bits == 16 and fmt in DEEP_FORMATS else 8
+        return 16 if input_bits == 16 and (fmt in DEEP_FORMATS or fmt in TEN_BIT_FORMATS) else 8
     if bits not in (8, 16) or isinstance(bits, bool):
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")
     if bits == 16 and fmt not in DEEP_FORMATS:
-        raise ValueError(f"bits=16 needs png or tiff output; {fmt.lower()} holds 8 bits a sample")
+        holds = ("at most 10 bits a sample (a 10-bit input stays 10-bit)" if fmt in TEN_BIT_FORMATS
+                 else "8 bits a sample")
+        raise ValueError(f"bits=16 needs png or tiff output; {OUTPUT_NAMES.get(fmt, fmt.lower())} holds {holds}")
     return bits
 
 
@@ -396,10 +453,11 @@ def _tiff(a: np.ndarray, icc_profile: bytes | None = None) -> bytes:
 
 
 def read(path: str | Path) -> Picture:
+    """The photo at ``path`` (``decode``; its extension may tell a camera RAW); ImageError when missing."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"no such file: {path}")
-    return decode(path.read_bytes())
+    return decode(path.read_bytes(), name=path.name)
 
 
 def write(path: str | Path, pic: Picture, quality: int = 95, *, bits: int | None = None,

@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .functional.conv import conv2d_nhwc_padded
+from .functional.conv import conv2d_nhwc_padded, nhwc_input_buffer
 from .layers import (Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual,
                      Sequential, Sigmoid)
 from .layers.pool import maxpool2d_values
@@ -74,7 +74,8 @@ class _Conv(RowStream):
     def __init__(self, conv: Conv2d, epilogue: Callable[[Tensor], Tensor] | None = None) -> None:
         self.conv = conv
         self.epilogue = epilogue  # the following activation, applied block by block (Sequential.fused_steps)
-        self.kept: Tensor | None = None  # (N, rows, W + 2 pad, C)
+        self.kept: Tensor | None = None  # (N, rows, W' >= W + 2 pad, C)
+        self.width = 0  # W + 2 pad: the columns of the buffer that hold the padded input
         self.started = False
 
     def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
@@ -94,8 +95,8 @@ class _Conv(RowStream):
             return None
         like = rows if rows is not None else self.kept
         n, channels = like.shape[0], conv.in_channels
-        width = (rows.shape[3] + 2 * pad_cols) if rows is not None else self.kept.shape[2]  # type: ignore[union-attr]
-        buffer = like.new_empty((n, height, width, channels))
+        width = rows.shape[3] + 2 * pad_cols if rows is not None else self.width
+        buffer = nhwc_input_buffer(like, n, height, width, channels, conv.kernel_size, conv.stride, conv.dilation)
         if kept:
             buffer[:, :kept] = self.kept
         if top:
@@ -106,14 +107,14 @@ class _Conv(RowStream):
                 band[:, :, :pad_cols].zero_()
                 band[:, :, width - pad_cols :].zero_()
             band[:, :, pad_cols : width - pad_cols] = rows.permute(0, 2, 3, 1)
-            self.started = True
+            self.started, self.width = True, width
         if bottom:
             buffer[:, height - bottom :].zero_()
         self.kept = None if last else buffer[:, count * stride :].clone()
         if count == 0:
             return None
         window = buffer[:, : (count - 1) * stride + reach + 1]
-        return conv2d_nhwc_padded(window, conv.weight, conv.bias, conv.stride, conv.dilation, self.epilogue)
+        return conv2d_nhwc_padded(window, conv.weight, conv.bias, conv.stride, conv.dilation, self.epilogue, width)
 
     def held(self) -> int:
         return 0 if self.kept is None else self.kept.numel()

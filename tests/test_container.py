@@ -52,7 +52,7 @@ def test_dockerfile_lints_and_compose_matches_the_spec():
 
 
 IMPORTS = ["numpy", "PIL", "safetensors", "skimage", "imageio", "tifffile", "cv2", "matplotlib", "tqdm", "fastapi",
-           "uvicorn", "pydantic", "pydantic_settings", "multipart"]
+           "uvicorn", "pydantic", "pydantic_settings", "multipart", "onnx"]
 
 
 @pytest.mark.slow

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from n2n_core import raw, weights
 
 from ..config import Settings
 from ..deps import MetricsDep, QueueDep, SettingsDep
 from ..denoiser import QueueFull, refusal
-from ..imaging import check_header, check_output_size, output_options
+from ..imaging import check_header, check_output_size, output_format, output_options
 from ..metrics import Metrics
 
 router = APIRouter(tags=["denoise"])
@@ -28,6 +30,12 @@ IMAGE_BODY = {
             "image/webp": {"schema": {"type": "string", "format": "binary"}},
             "image/tiff": {"schema": {"type": "string", "format": "binary"}},
             "image/bmp": {"schema": {"type": "string", "format": "binary"}},
+            "image/heic": {"schema": {"type": "string", "format": "binary"}},
+            "image/avif": {"schema": {"type": "string", "format": "binary"}},
+            "image/x-adobe-dng": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
+                                         "description": "any of these, or a camera RAW (CR2, CR3, NEF, ARW, RAF, "
+                                                        "ORF, RW2, ...): recognised by its content"},
         },
     }
 }
@@ -48,9 +56,13 @@ async def read_upload(request: Request, field: str = "file", accept: tuple[str, 
                              f"{' or '.join(a + '*' if a.endswith('/') else a for a in accept)}; got {ctype or 'none'}")
 
 
-OutputFormat = Annotated[Literal["png", "jpeg", "webp", "tiff"],
-                         Query(description="output format: png, jpeg, webp or tiff (image/tiff, zlib-compressed)")]
-Quality = Annotated[int, Query(ge=1, le=100, description="JPEG and WebP quality, 1..100 (png and tiff are lossless)")]
+OutputFormatName = Literal["png", "jpeg", "webp", "tiff", "heic", "avif"]
+OutputFormat = Annotated[Literal["auto", OutputFormatName],
+                         Query(description="output format: png, jpeg, webp, tiff (image/tiff, zlib-compressed), heic "
+                               "(image/heic; a 16-bit input is written at 10 bits) or avif (8 bits); auto (the "
+                               "default): a 16-bit tiff for a camera RAW, png for anything else")]
+Quality = Annotated[int, Query(ge=1, le=100, description="JPEG, WebP, HEIC and AVIF quality, 1..100 (png and tiff are "
+                               "lossless)")]
 StripMetadata = Annotated[bool, Query(description="leave the EXIF block (camera, lens, dates, GPS, ...) out of the "
                                       "result; the ICC colour profile is always kept. Default: the result carries "
                                       "the input's EXIF (Orientation 1, the pixels being upright) and ICC profile")]
@@ -65,29 +77,52 @@ class SampleBits(IntEnum):
 
 Bits = Annotated[SampleBits | None, Query(description="bits a sample: 16 gives a 16-bit png or tiff from any input "
                                           "(the denoised pixels are finer than an 8-bit input's levels), 8 an 8-bit "
-                                          "one; default: a 16-bit png or tiff input stays 16-bit as png or tiff, "
-                                          "anything else is 8-bit. 16 with jpeg or webp is a 422")]
-ModelId = Annotated[str | None, Query(max_length=64, description="registered model id (default: the active one)")]
+                                          "one; default: a 16-bit input (png, tiff, a 10 or 12-bit heic, a camera "
+                                          "RAW) stays 16-bit as png or tiff (10-bit as heic), anything else is "
+                                          "8-bit. 16 with jpeg, webp, heic or avif is a 422")]
+ModelId = Annotated[str | None, Query(max_length=64, description="registered model id (default: the active one; "
+                                       "for a camera RAW, the camera-noise model `blind`)")]
 Strength = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
                                   description="how much to denoise: 1 the model's output, 0 the input unchanged, "
                                   "between them a blend (keeps some grain)")]
-IMAGE_RESPONSE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "image/tiff": {}},
+IMAGE_RESPONSE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "image/tiff": {}, "image/heic": {},
+                              "image/avif": {}},
                   "description": "the denoised image, same size and mode, with the input's EXIF (unless "
                                  "strip_metadata) and ICC profile"}
 REFUSALS = {400: {"description": "unreadable image, or too large for the output format"},
             404: {"description": "unknown model"},
-            413: {"description": "too many pixels"}, 415: {"description": "unsupported format"},
-            422: {"description": "absurd aspect ratio, or invalid parameters"},
+            413: {"description": "too many pixels"},
+            415: {"description": "unsupported format, or a camera RAW that LibRaw cannot read"},
+            422: {"description": "a file of several frames, an absurd aspect ratio, or invalid parameters"},
             503: {"description": "busy or shutting down, retry later"}}
 
 
-async def read_image(request: Request, settings: Settings, format: str) -> tuple[bytes, int]:
-    """The uploaded image and its pixels, checked on its header before any work: 400, 413, 415, 422 as
-    documented, and 400 when the output ``format`` cannot hold it."""
+class UploadedImage(NamedTuple):
+    """An upload checked on its header: its bytes, pixels, format (``PNG``, ``HEIF``, ``DNG``, ...) and the
+    format of the answer (the one asked for, else the input's default)."""
+
+    data: bytes
+    pixels: int
+    input_format: str
+    output_format: str
+
+
+async def read_image(request: Request, settings: Settings, format: str | None) -> UploadedImage:
+    """The uploaded image, checked on its header before any work: 400, 413, 415, 422 as documented, and 400
+    when the output format (``format``, or the input's default for ``auto`` or None) cannot hold it."""
     data = await read_upload(request)
-    _, width, height = check_header(data, settings.max_pixels, settings.max_aspect_ratio)
-    check_output_size(format, width, height)
-    return data, width * height
+    input_format, width, height = check_header(data, settings.max_pixels, settings.max_aspect_ratio)
+    fmt = output_format(format, input_format)
+    check_output_size(fmt, width, height)
+    return UploadedImage(data, width * height, input_format, fmt)
+
+
+def model_for(input_format: str, model: str | None) -> str | None:
+    """The model a request names; else, for a camera RAW, the camera-noise model (``blind``, when shipped);
+    else None: the active model."""
+    if model is None and input_format in raw.FORMATS and raw.CAMERA_NOISE_MODEL in weights.shipped():
+        return raw.CAMERA_NOISE_MODEL
+    return model
 
 
 @contextmanager
@@ -122,15 +157,18 @@ def image_response(content: bytes, media_type: str, model_id: str, format: str, 
     openapi_extra=IMAGE_BODY,
 )
 async def denoise(request: Request, settings: SettingsDep, queue: QueueDep, metrics: MetricsDep,
-                  format: OutputFormat = "png", model: ModelId = None, strength: Strength = 1.0,
+                  format: OutputFormat = "auto", model: ModelId = None, strength: Strength = 1.0,
                   quality: Quality = 95, bits: Bits = None, strip_metadata: StripMetadata = False) -> Response:
-    """The denoised image in ``format``: same size and mode, EXIF (unless ``strip_metadata``) and ICC
-    profile kept; ``quality`` for jpeg and webp; ``bits=16`` for a 16-bit png or tiff."""
-    output = output_options(format, quality, bits, strip_metadata, settings.png_compression)
-    data, pixels = await read_image(request, settings, format)
+    """The denoised image in ``format`` (default: png, or a 16-bit tiff for a camera RAW): same size and mode,
+    EXIF (unless ``strip_metadata``) and ICC profile kept; ``quality`` for jpeg, webp, heic and avif;
+    ``bits=16`` for a 16-bit png or tiff. A camera RAW is developed (linear, camera white balance, then the
+    sRGB curve) and denoised by the camera-noise model `blind` unless ``model`` names another."""
+    output = output_options(output_format(format, "PNG"), quality, bits, strip_metadata, settings.png_compression)
+    upload = await read_image(request, settings, format)
+    model = model_for(upload.input_format, model)
     with refused(metrics, model):
-        result = await queue.submit(data, format, model, disconnected=request.is_disconnected, pixels=pixels,
-                                    strength=strength, output=output)
+        result = await queue.submit(upload.data, upload.output_format, model, disconnected=request.is_disconnected,
+                                    pixels=upload.pixels, strength=strength, output=output)
     metrics.count_image()
-    return image_response(result.content, result.media_type, result.model_id, format, result.noise_sigma,
-                          result.precision)
+    return image_response(result.content, result.media_type, result.model_id, upload.output_format,
+                          result.noise_sigma, result.precision)

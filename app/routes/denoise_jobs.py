@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from ..denoise_jobs import DenoiseJob, DenoiseJobs
-from ..imaging import output_options
+from ..imaging import output_format, output_options
 from ..deps import DenoiseJobsDep, MetricsDep, RegistryDep, SettingsDep
 from ..registry import ModelRegistry, NoActiveModel
 from ..schemas import DenoiseJobAccepted, DenoiseJobInfo
@@ -22,6 +22,7 @@ from .denoise import (
     Strength,
     StripMetadata,
     image_response,
+    model_for,
     read_image,
     refused,
 )
@@ -47,16 +48,17 @@ def _check_model(registry: ModelRegistry, model: str | None) -> None:
     openapi_extra=IMAGE_BODY,
 )
 async def submit_job(request: Request, response: Response, settings: SettingsDep, registry: RegistryDep,
-                     jobs: DenoiseJobsDep, metrics: MetricsDep, format: OutputFormat = "png",
+                     jobs: DenoiseJobsDep, metrics: MetricsDep, format: OutputFormat = "auto",
                      model: ModelId = None, strength: Strength = 1.0, quality: Quality = 95, bits: Bits = None,
                      strip_metadata: StripMetadata = False) -> DenoiseJobAccepted:
     """Like `POST /denoise` (same body, parameters and refusals), but answers at once with a job to poll;
     its result is kept for N2N_RESULT_TTL_SECONDS after it ends."""
-    output = output_options(format, quality, bits, strip_metadata, settings.png_compression)
-    data, pixels = await read_image(request, settings, format)
+    output = output_options(output_format(format, "PNG"), quality, bits, strip_metadata, settings.png_compression)
+    upload = await read_image(request, settings, format)
+    model = model_for(upload.input_format, model)
     with refused(metrics, model):
         await asyncio.to_thread(_check_model, registry, model)
-        job = jobs.submit(data, format, model, pixels, strength, output=output)
+        job = jobs.submit(upload.data, upload.output_format, model, upload.pixels, strength, output=output)
     response.headers["Location"] = f"/denoise/jobs/{job.id}"
     return DenoiseJobAccepted(id=job.id, status="queued")
 

@@ -1,5 +1,6 @@
-"""POST /preview: the uploaded photo as an 8-bit PNG, for clients that cannot display its format (TIFF,
-unusual modes). Same size and orientation as the image /denoise answers, so before and after align."""
+"""POST /preview: the uploaded photo as an 8-bit PNG, for clients that cannot display its format (TIFF, HEIC,
+camera RAW, unusual modes). Same size and orientation as the image /denoise answers, so before and after
+align; a camera RAW is developed as /denoise develops it (linear, camera white balance, then the sRGB curve)."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ class Conv2d(_ConvBase):
         return y[0] if unbatched else y
 
     def forward_then(self, x: Tensor, epilogue: Callable[[Tensor], Tensor]) -> Tensor:
-        """epilogue(conv(x)), the epilogue applied to each block of output rows as the GEMM writes it."""
+        """epilogue(conv(x)), the epilogue applied in place to the convolution's fresh output."""
         x, unbatched = self._prepare(as_data(x))
         y, _ = conv2d_forward(x, self.weight, self.bias, self.stride, self.padding, self.dilation, epilogue)
         return y[0] if unbatched else y

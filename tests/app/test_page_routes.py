@@ -21,7 +21,9 @@ def test_limits_name_the_upload_limits(client, settings):
     assert body["max_upload_bytes"] == settings.max_upload_bytes
     assert body["max_pixels"] == settings.max_pixels
     assert body["page_job_pixels"] == settings.page_job_pixels
-    assert set(body["input_formats"]) == {"png", "jpeg", "tiff", "webp", "bmp"}
+    assert {"png", "jpeg", "tiff", "webp", "bmp", "heif", "avif", "dng", "cr2", "cr3", "nef", "arw", "raf", "orf",
+            "rw2"} <= set(body["input_formats"])
+    assert "image/heic" in body["input_media_types"]
     assert "image/tiff" in body["input_media_types"]
     assert "png" in body["output_formats"]
 

@@ -98,16 +98,17 @@ def test_train_init_fine_tunes_from_weights_of_the_same_arch(tmp_path, tiny, cap
 
 
 def test_help_everywhere():
-    for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["denoise", "--help"], ["serve", "--help"]):
+    for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["denoise", "--help"], ["export", "--help"],
+                 ["serve", "--help"]):
         r = subprocess.run([sys.executable, "-m", "n2n_core.cli", *argv], capture_output=True, text=True)
         assert r.returncode == 0 and "usage: n2n" in r.stdout
 
 
-HEAVY = ("torch", "numpy", "PIL", "tqdm", "cv2", "safetensors")
+HEAVY = ("torch", "numpy", "PIL", "tqdm", "cv2", "safetensors", "onnx")
 HELP_IMPORTS = """
 import contextlib, io, sys
 import n2n_core.cli
-for argv in ([], ["train"], ["eval"], ["denoise"], ["serve"], ["worker"]):
+for argv in ([], ["train"], ["eval"], ["denoise"], ["export"], ["serve"], ["worker"]):
     with contextlib.redirect_stdout(io.StringIO()) as out:
         try:
             n2n_core.cli.main([*argv, "--help"])
@@ -340,3 +341,42 @@ def test_eval_reports_its_precision(tmp_path, tiny, capsys):
     assert main(["eval", "--weights", str(tiny), "--data", "builtin", "--limit", "1", "--json",
                  "--precision", "bfloat16"]) == 0
     assert json.loads(capsys.readouterr().out)["precision"] == "bfloat16"
+
+
+# -- export ---------------------------------------------------------------------------------------------------
+def test_export_writes_an_onnx_file_with_the_card_and_one_summary_line(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "models" / "fast.onnx"
+    assert main(["export", "fast", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and str(out) in lines[0], lines
+    assert re.search(r"opset 17, input 'input' float32 \[batch, 3, height, width\] \(any height and width\)", lines[0])
+    assert re.search(r"\d+\.\d MB$", lines[0])
+    proto = onnx.load(out)
+    onnx.checker.check_model(proto)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["n2n_card"])["name"] == "fast"
+
+
+def test_export_takes_a_weights_file_and_the_network_only_form(tmp_path, tiny, capsys):
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "tiny.onnx"
+    assert main(["export", str(tiny), str(out), "--network-only", "--opset", "18"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "opset 18" in line and "height and width multiples of 2" in line
+    proto = onnx.load(out)
+    assert proto.opset_import[0].version == 18
+    card = json.loads({p.key: p.value for p in proto.metadata_props}["n2n_card"])
+    assert card["name"] == "tiny" and card["architecture"] == "tiny"  # no card file: what the weights say
+
+
+def test_export_bad_input_is_one_line_and_exit_1(tmp_path, tiny, capsys):
+    for argv in (["export", "no-such-model", str(tmp_path / "a.onnx")],
+                 ["export", str(tmp_path / "missing.safetensors"), str(tmp_path / "a.onnx")],
+                 ["export", str(tiny), str(tmp_path)],
+                 ["export", str(tiny), str(tmp_path / "a.onnx"), "--opset", "9"]):
+        capsys.readouterr()
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("n2n: error: "), (argv, err)
+    assert not (tmp_path / "a.onnx").exists()
