@@ -76,12 +76,14 @@ def matmul_peak(dtype: torch.dtype, repeats: int = 5) -> float:
 
 
 def flops_per_pixel(model) -> float:
-    """Floating-point operations of one forward pass per input pixel (2 per multiply-add of every GEMM)."""
+    """Floating-point operations of one forward pass per input pixel (2 per multiply-add of every GEMM),
+    counted on the bfloat16 form, whose convolutions are one im2col GEMM each (FlopCounterMode does not
+    count the in-place accumulations of the float32 phase GEMMs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     probe = torch.rand(1, 3, 64, 64)
     with FlopCounterMode(display=False) as counter:
-        model(probe)
+        at_precision(model, torch.bfloat16)(probe)
     return counter.get_total_flops() / probe[0, 0].numel()
 
 
