@@ -49,9 +49,10 @@ def is_phase_buffer(buffer: Tensor, kernel_width: int) -> bool:
     """Whether ``buffer`` (N, Hp, Wr, C) has what ``conv2d_phases`` reads: contiguous rows, Wr a multiple of
     the kernel width and kw - 1 values of storage after its end."""
     n, height, padded, channels = buffer.shape
-    stride = (height * padded * channels, padded * channels, channels, 1)
+    contiguous = tuple(buffer.stride()[1:]) == (padded * channels, channels, 1) and (
+        n == 1 or buffer.stride(0) == height * padded * channels)
     spare = buffer.untyped_storage().nbytes() // buffer.element_size() - buffer.storage_offset() - buffer.numel()
-    return padded % kernel_width == 0 and tuple(buffer.stride()) == stride and spare >= (kernel_width - 1) * channels
+    return padded % kernel_width == 0 and contiguous and spare >= (kernel_width - 1) * channels
 
 
 def weight_rows(weight: Tensor) -> Tensor:

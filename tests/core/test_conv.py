@@ -193,3 +193,35 @@ def test_output_padding_may_reach_stride_when_dilation_is_larger():
 def test_dtype_mismatch_is_a_value_error():
     with pytest.raises(ValueError, match="float64"):
         Conv2d(3, 4, 3)(torch.randn(1, 3, 8, 8, dtype=torch.float64))
+
+
+# -- phase GEMMs: stride-1 convolutions over views of the padded input ---------------------------------
+
+
+@pytest.mark.parametrize("kernel, channels, out_channels, width", [(3, 5, 4, 13), (3, 8, 3, 9), (5, 3, 2, 17), (1, 4, 4, 7)])
+def test_phase_gemms_equal_the_column_gemm_in_float64(kernel, channels, out_channels, width):
+    from n2n_core.functional.conv import _conv_gemm, _weight_matrix
+    from n2n_core.functional.conv_phases import conv2d_phases, is_phase_buffer, phase_buffer
+
+    torch.manual_seed(0)
+    height, n = 11, 2
+    padded = torch.randn(n, height, width, channels, dtype=torch.float64)
+    weight = torch.randn(out_channels, channels, kernel, kernel + 1 if kernel > 1 else 1, dtype=torch.float64)
+    bias = torch.randn(out_channels, dtype=torch.float64)
+    kw = weight.shape[3]
+    buffer = phase_buffer(padded, n, height, width, channels, kw)
+    assert is_phase_buffer(buffer, kw) and buffer.shape[2] % kw == 0
+    buffer[:, :, :width] = padded
+    buffer[:, :, width:] = float("nan")  # the columns past the input feed only discarded outputs
+    out = (height - kernel + 1, width - kw + 1)
+    phases = conv2d_phases(buffer, weight, bias, out[0])[:, :, : out[1]]
+    columns = _conv_gemm(padded, _weight_matrix(weight).t(), bias, (kernel, kw), (1, 1), (1, 1), out)
+    torch.testing.assert_close(phases, columns, atol=1e-12, rtol=0)
+
+
+def test_a_buffer_without_slack_is_refused():
+    from n2n_core.functional.conv_phases import conv2d_phases
+
+    plain = torch.zeros(1, 6, 9, 2)
+    with pytest.raises(ValueError, match=r"conv2d_phases: buffer of shape \(1, 6, 9, 2\) is not a phase_buffer"):
+        conv2d_phases(plain, torch.zeros(3, 2, 3, 3), None, 4)
