@@ -1,5 +1,7 @@
 # n2n: the denoising service on an NVIDIA GPU (falls back to the CPU when none is visible).
-FROM pytorch/pytorch:2.11.0-cuda12.8-cudnn9-runtime
+# torch comes from this image and is not reinstalled (`--no-deps` below): its version is the project's
+# pin (pyproject.toml torch==...), which tests/test_container.py checks.
+FROM pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -20,8 +22,8 @@ COPY app ./app
 COPY weights ./weights
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin n2n \
-    && mkdir -p /data \
-    && chown n2n:n2n /data
+    && mkdir -p /data /results \
+    && chown n2n:n2n /data /results
 
 USER 10001:10001
 VOLUME ["/data"]

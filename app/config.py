@@ -12,11 +12,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MiB = 1024 * 1024
 
 
+def default_data_dir() -> Path:
+    """N2N_DATA_DIR when unset: the user's own data folder (platformdirs; Linux: $XDG_DATA_HOME/n2n or
+    ~/.local/share/n2n), absolute, so that a service started from another folder finds the same store."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("n2n", appauthor=False)).absolute()
+
+
+def old_default_data_dir_note(data_dir: Path) -> str | None:
+    """When ``data_dir`` is the default and ./n2n_data (the default before issue 22) holds a store, a line
+    saying how to keep using it; else None."""
+    old = Path("n2n_data").absolute()
+    if data_dir != default_data_dir() or old == data_dir or not (old / "jobs.sqlite3").exists():
+        return None
+    return f"{old} holds the data of an earlier n2n, whose default data dir was ./n2n_data; this one uses " \
+           f"{data_dir}: set N2N_DATA_DIR={old} to go on with it"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="N2N_", extra="ignore")
 
-    data_dir: Path = Field(Path("n2n_data"), description="uploaded datasets, checkpoints, trained weights (a shared "
-                           "volume when several machines run n2n), and the SQLite database when no database_url is set")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), description="uploaded datasets, checkpoints, "
+                           "trained weights (a shared volume when several machines run n2n), and the SQLite database "
+                           "when no database_url is set; default: the user's data folder (Linux: "
+                           "~/.local/share/n2n), whatever the working directory")
     database_url: SecretStr | None = Field(None, description="shared state (jobs, models, datasets, the active model): "
                                            "postgresql://USER@HOST:PORT/DB; unset: SQLite in data_dir")
     embedded_worker: bool = Field(True, description="the API process also runs training jobs; 0: only `n2n worker` "
@@ -69,7 +89,32 @@ class Settings(BaseSettings):
                                            "job (POST /train nproc_per_node); default: what this host's N2N_DEVICE "
                                            "offers (its GPUs, or its cores). Set it on API replicas that run no "
                                            "jobs (N2N_EMBEDDED_WORKER=0) to what the worker hosts offer")
+    min_upload_bytes_per_second: int = Field(16 * 1024, ge=0, description="a request body that arrives slower "
+                                             "than this, on average, is dropped with 408 (0: never); a slow start "
+                                             "or a pause of up to N2N_UPLOAD_GRACE_SECONDS is forgiven")
+    upload_grace_seconds: float = Field(10.0, gt=0, description="the credit of the upload pace check: a body "
+                                        "may pause (or start slowly) this long before it falls below "
+                                        "N2N_MIN_UPLOAD_BYTES_PER_SECOND")
+    train_memory: int | None = Field(None, ge=1, description="bytes a training job may need (its estimate, from "
+                                     "batch, patch and architecture); a POST /train above it gets 422. Default: "
+                                     "half of this machine's memory")
+    max_queued_jobs: int = Field(16, ge=1, description="training jobs waiting (queued) before POST /train "
+                                 "answers 429 with Retry-After")
+    memory_release_seconds: float = Field(10.0, ge=0, description="once no denoise request has been in flight "
+                                          "for this long, the memory the allocator keeps for the next one goes "
+                                          "back to the system (malloc_trim); 0: never")
 
+    result_dir: Path | None = Field(None, description="where denoise-job results (POST /denoise/jobs) are kept "
+                                    "until they expire; default: <N2N_DATA_DIR>/results. Give it its own volume, so "
+                                    "that anonymous results can never fill the one of datasets, checkpoints, "
+                                    "weights and the database")
+    result_store_bytes: int = Field(2048 * MiB, ge=1, description="total bytes of denoise-job results kept (and "
+                                    "reserved by unfinished jobs); past it POST /denoise/jobs answers 507 with "
+                                    "Retry-After (when the oldest result expires). No result is ever evicted early")
+    max_jobs_per_client: int = Field(8, ge=1, description="unfinished plus kept denoise jobs of one client "
+                                     "address; past it POST /denoise/jobs answers 429 with Retry-After")
+    min_free_disk_bytes: int = Field(512 * MiB, ge=0, description="/readyz reports `low_disk` (still 200) when "
+                                     "the data dir's or the result dir's file system has less free space")
 
     @model_validator(mode="after")
     def heartbeat_within_lease(self) -> Settings:
@@ -83,6 +128,11 @@ class Settings(BaseSettings):
     def absolute_data_dir(cls, value: Path) -> Path:
         """Absolute, so that every message can be scrubbed of it whatever the working directory."""
         return value.absolute()
+
+    @property
+    def results_dir(self) -> Path:
+        """N2N_RESULT_DIR, absolute; default ``<data_dir>/results``."""
+        return (self.result_dir or self.data_dir / "results").absolute()
 
     @property
     def database(self) -> str | None:

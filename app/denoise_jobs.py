@@ -1,6 +1,12 @@
 """Asynchronous denoise jobs: a large photo is accepted at once, denoised in the background through the
 same ``DenoiseQueue`` as ``POST /denoise`` (same line, same limit, same round-robin tiles), and its
-result kept as a file under ``N2N_DATA_DIR/results/`` for ``N2N_RESULT_TTL_SECONDS``.
+result kept as a file under ``N2N_RESULT_DIR`` (default ``N2N_DATA_DIR/results/``) for ``N2N_RESULT_TTL_SECONDS``.
+
+``DELETE /denoise/jobs/{id}`` cancels a job: its cancel event stops the work at the next tile, the job is
+forgotten at once and its result file (if any) deleted. Results are held to a quota: the bytes kept plus those
+reserved by unfinished jobs stay under ``N2N_RESULT_STORE_BYTES`` (``StoreFull``, 507), and one client address
+has at most ``N2N_MAX_JOBS_PER_CLIENT`` unfinished or kept jobs (``TooManyJobs``, 429). A kept result is never
+evicted early: both refusals say when the oldest one expires.
 
 A job's state lives in this process's memory (jobs belong to the replica that accepted them); its id
 is 128 random bits, the only key to its result. Every method runs on the event loop's thread, except
@@ -12,16 +18,19 @@ deletes files no job of this process owns (left by a crash) once they are older 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import math
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from n2n_core.atomic import atomic_write_bytes
 
-from .denoiser import DenoiseQueue, Slot, refusal
+from .denoiser import Abandoned, DenoiseQueue, Slot, refusal
 from .imaging import OutputOptions
 from .messages import scrub_paths, without_paths
 from .metrics import Metrics
@@ -30,6 +39,29 @@ log = logging.getLogger("n2n")
 STATUSES = ("queued", "running", "succeeded", "failed")
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16): 128 random bits
 STOPPED = "the service stopped before the job finished; submit it again"
+RETRY_UNFINISHED = 30  # Retry-After (s) when only unfinished jobs hold the quota: they end, then are measured
+RESULT_OVERHEAD = 256 * 1024  # bytes reserved beyond the raw pixels: headers, EXIF, ICC, poor compression
+
+
+class StoreFull(Exception):
+    """The result store would exceed N2N_RESULT_STORE_BYTES; ``retry_after``: seconds until space frees."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyJobs(StoreFull):
+    """One client address holds N2N_MAX_JOBS_PER_CLIENT unfinished or kept jobs already."""
+
+
+EIGHT_BIT_ONLY = frozenset({"jpeg", "jpg", "webp", "heic", "avif"})  # formats whose answers hold 8-bit samples
+
+
+def reserve_bytes(pixels: int, fmt: str = "png") -> int:
+    """An upper bound of a result's size: RGBA samples uncompressed (16-bit, or 8-bit for the formats that only
+    hold 8), plus headers and metadata."""
+    return pixels * (4 if fmt.lower() in EIGHT_BIT_ONLY else 8) + RESULT_OVERHEAD
 
 
 @dataclass
@@ -52,23 +84,42 @@ class DenoiseJob:
     finished_at: float | None = None
     expires_at: float | None = None
     slot: Slot | None = field(default=None, repr=False)
+    client: str = ""  # the address that submitted it (for N2N_MAX_JOBS_PER_CLIENT)
+    reserved: int = 0  # bytes held in the quota: an upper bound until it ends, then its result's size
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def eta_seconds(self, now: float | None = None) -> float | None:
+        """Seconds left, from the pace of the tiles done so far; None until the first tile is done, 0 once ended."""
+        if self.finished_at is not None:
+            return 0.0
+        done, total = self.progress
+        if not done or not total or self.started_at is None:
+            return None
+        elapsed = max(0.0, (time.time() if now is None else now) - self.started_at)
+        return round(elapsed / done * (total - done), 1)
 
 
 class DenoiseJobs:
-    def __init__(self, queue: DenoiseQueue, data_dir: Path, ttl: float, metrics: Metrics | None = None) -> None:
+    def __init__(self, queue: DenoiseQueue, data_dir: Path, ttl: float, metrics: Metrics | None = None,
+                 results: Path | None = None, store_bytes: int | None = None, per_client: int | None = None) -> None:
         self.queue, self.data_dir, self.ttl, self.metrics = queue, data_dir, ttl, metrics
-        self.results = data_dir / "results"
+        self.results = results or data_dir / "results"
+        self.store_bytes, self.per_client = store_bytes, per_client
         self._jobs: dict[str, DenoiseJob] = {}
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
 
     # -- submission and lookup ------------------------------------------------------------------
     def submit(self, data: bytes, fmt: str, model: str | None, pixels: int, strength: float = 1.0,
-               output: OutputOptions | None = None) -> DenoiseJob:
-        """A queued job, already running in the background; QueueFull or Stopping as ``DenoiseQueue.admit``."""
+               output: OutputOptions | None = None, client: str = "", model_id: str | None = None) -> DenoiseJob:
+        """A queued job, already running in the background; TooManyJobs or StoreFull past the quotas, QueueFull
+        or Stopping as ``DenoiseQueue.admit``. ``model_id``: the model resolved now, reported from the start."""
         self.sweep()
+        reserved = reserve_bytes(pixels, fmt)
+        self._check_quota(client, reserved)
         slot = self.queue.admit(pixels)
-        job = DenoiseJob(secrets.token_urlsafe(16), fmt, model, time.time(), strength, output, slot=slot)
+        job = DenoiseJob(secrets.token_urlsafe(16), fmt, model, time.time(), strength, output, slot=slot,
+                         model_id=model_id, client=client, reserved=reserved)
         self._jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job, data))
         self._tasks.add(task)
@@ -81,6 +132,45 @@ class DenoiseJobs:
             return None
         self.sweep()
         return self._jobs.get(job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job: its work stops at the next tile, it is forgotten at once (GET answers 404) and its
+        result file, if written, deleted. False when it is unknown or expired."""
+        job = self.get(job_id)
+        if job is None:
+            return False
+        job.cancel.set()
+        self._forget(job)
+        return True
+
+    # -- quota -------------------------------------------------------------------------------------
+    def _retry_after(self, jobs: list[DenoiseJob]) -> int:
+        """Seconds until the first of ``jobs`` that has ended expires (RETRY_UNFINISHED when none has)."""
+        ends = [j.expires_at for j in jobs if j.expires_at is not None]
+        if not ends:
+            return RETRY_UNFINISHED
+        return max(1, math.ceil(min(ends) - time.time()))
+
+    def held_bytes(self) -> int:
+        """Bytes of kept results plus those reserved by unfinished jobs."""
+        return sum(j.reserved for j in list(self._jobs.values()))
+
+    def _check_quota(self, client: str, reserved: int) -> None:
+        """TooManyJobs when ``client`` holds N2N_MAX_JOBS_PER_CLIENT jobs unfinished or kept (a failed job keeps
+        nothing); StoreFull when ``reserved`` more bytes would take the store past N2N_RESULT_STORE_BYTES."""
+        if self.per_client is not None:
+            mine = [j for j in self._jobs.values() if j.client == client and j.status != "failed"]
+            if len(mine) >= self.per_client:
+                raise TooManyJobs(f"this client already has {len(mine)} denoise jobs unfinished or kept "
+                                  f"(N2N_MAX_JOBS_PER_CLIENT={self.per_client}); DELETE /denoise/jobs/{{id}} "
+                                  f"those whose result you have, or retry later", self._retry_after(mine))
+        if self.store_bytes is not None:
+            held = self.held_bytes()
+            if held + reserved > self.store_bytes:
+                raise StoreFull(f"the denoise-job result store is full: {held} bytes kept or reserved, this photo "
+                                f"needs up to {reserved} more (N2N_RESULT_STORE_BYTES={self.store_bytes}); retry "
+                                f"once older results expire, or use POST /denoise",
+                                self._retry_after(list(self._jobs.values())))
 
     def counts(self) -> dict[str, int]:
         """Jobs held now, by status (safe from any thread: it reads a copy)."""
@@ -96,12 +186,31 @@ class DenoiseJobs:
         def progress(done: int, total: int) -> None:
             job.progress = (done, total)
 
+        async def cancelled() -> bool:
+            return job.cancel.is_set()
+
+        path = self.results / f"{job.id}.{job.format}"
         try:
-            result = await self.queue.run(job.slot, data, job.format, job.model, progress=progress,
+            result = await self.queue.run(job.slot, data, job.format, job.model, cancelled, progress=progress,
                                           strength=job.strength, output=job.output)
             del data
-            path = self.results / f"{job.id}.{job.format}"
+            if job.cancel.is_set():
+                raise Abandoned
+            if self.store_bytes is not None and \
+                    self.held_bytes() - job.reserved + len(result.content) > self.store_bytes:
+                self._finish(job, "failed", f"the result ({len(result.content)} bytes) does not fit in the "
+                                            f"denoise-job result store (N2N_RESULT_STORE_BYTES); use POST /denoise")
+                return
+            job.reserved = len(result.content)
             await asyncio.to_thread(atomic_write_bytes, path, result.content)
+            if job.cancel.is_set():  # cancelled while it was being written: it is no one's any more
+                path.unlink(missing_ok=True)
+                return
+        except Abandoned:  # DELETE /denoise/jobs/{id}: already forgotten
+            job.slot = None  # run() released it
+            if self.metrics is not None:
+                self.metrics.count_denoise_job("cancelled")
+            return
         except asyncio.CancelledError:
             self._finish(job, "failed", STOPPED)
             raise
@@ -118,7 +227,9 @@ class DenoiseJobs:
         answer = refusal(exc, job.model)
         if answer is not None:
             return str(answer.detail)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            what = "could not store the result, the result store's disk is full (ENOSPC); retry later"
+        elif isinstance(exc, OSError):
             what = "could not store the result"
         else:
             log.error("denoise job failed", exc_info=exc)
@@ -130,6 +241,8 @@ class DenoiseJobs:
             self.queue.release(job.slot)  # run() did already, unless the job was cancelled before it began
             job.slot = None
         job.status, job.error = status, error
+        if status != "succeeded":
+            job.reserved = 0  # a failed job keeps no result
         job.finished_at = time.time()
         job.expires_at = job.finished_at + self.ttl
         if self.metrics is not None:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import HTTPException
 
@@ -182,7 +182,8 @@ class DenoiseQueue:
     def __init__(self, registry: ModelRegistry, limit: int, max_pixels: int, tile_memory: int,
                  tile: int | None = None, max_aspect_ratio: float = 1000.0,
                  stopping: threading.Event | None = None, threads: Callable[[], int] | None = None,
-                 max_inflight_pixels: int | None = None, precision: str = "float32") -> None:
+                 max_inflight_pixels: int | None = None, precision: str = "float32",
+                 release_after: float = 0.0, release: Callable[[], object] | None = None) -> None:
         self.registry, self.limit, self.max_pixels = registry, limit, max_pixels
         self.precision = precision  # resolved for the registry's device (n2n_core.precision.resolve_precision)
         self.tile_memory, self.tile = tile_memory, tile
@@ -194,6 +195,12 @@ class DenoiseQueue:
         self.waiting = 0  # admitted requests, in any phase
         self.abandoned = 0  # requests whose client left before the result
         self._last_progress = time.monotonic()  # of any request in flight: admitted, decoded, a tile, encoded
+        # memory kept by the allocator for the next request goes back to the system once the queue has been
+        # empty for ``release_after`` seconds (0: never): ``release`` (n2n_core.runtime.release_memory) runs
+        # then, off the event loop
+        self.release_after, self._release = release_after, release
+        self._admissions = 0  # counts admissions, so that a release planned before newer work is dropped
+        self.memory_releases = 0
 
     def _progressed(self, *_: Any) -> None:
         self._last_progress = time.monotonic()
@@ -205,7 +212,8 @@ class DenoiseQueue:
         idle = time.monotonic() - self._last_progress
         return idle if idle > seconds else None
 
-    def _prepare(self, data: bytes, model_id: str | None, strength: float) -> tuple[str, float, str, Generator]:
+    def _prepare(self, data: bytes | BinaryIO, model_id: str | None,
+                 strength: float) -> tuple[str, float, str, Generator]:
         import torch
 
         with torch.inference_mode():
@@ -227,6 +235,7 @@ class DenoiseQueue:
         if self.waiting == 0:
             self._progressed()
         self.waiting += 1
+        self._admissions += 1
         self.pixels += pixels
         return Slot(pixels)
 
@@ -236,15 +245,40 @@ class DenoiseQueue:
             slot.released = True
             self.waiting -= 1
             self.pixels -= slot.pixels
+            if self.waiting == 0:
+                self._plan_release()
 
-    async def submit(self, data: bytes, fmt: str, model_id: str | None,
+    def _plan_release(self) -> None:
+        """Once the queue has stayed empty ``release_after`` seconds, hand its memory back (``release``)."""
+        if self._release is None or self.release_after <= 0:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # released outside the event loop (a test): nothing to plan on
+            return
+        planned = self._admissions
+
+        def due() -> None:
+            if self.waiting == 0 and self._admissions == planned and not self.stopping.is_set():
+                try:
+                    loop.run_in_executor(None, self._released)
+                except RuntimeError:  # the pool is shutting down with the service
+                    pass
+
+        loop.call_later(self.release_after, due)
+
+    def _released(self) -> None:
+        self._release()  # type: ignore[misc]
+        self.memory_releases += 1
+
+    async def submit(self, data: bytes | BinaryIO, fmt: str, model_id: str | None,
                      disconnected: Callable[[], Awaitable[bool]] | None = None,
                      progress: Callable[[int, int], None] | None = None, pixels: int = 0,
                      strength: float = 1.0, output: imaging.OutputOptions | None = None) -> DenoiseResult:
         """``run`` in a slot admitted now (see ``admit`` for QueueFull and Stopping)."""
         return await self.run(self.admit(pixels), data, fmt, model_id, disconnected, progress, strength, output)
 
-    async def run(self, slot: Slot, data: bytes, fmt: str, model_id: str | None,
+    async def run(self, slot: Slot, data: bytes | BinaryIO, fmt: str, model_id: str | None,
                   disconnected: Callable[[], Awaitable[bool]] | None = None,
                   progress: Callable[[int, int], None] | None = None, strength: float = 1.0,
                   output: imaging.OutputOptions | None = None) -> DenoiseResult:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from fastapi import HTTPException
 
 from n2n_core import images
 from n2n_core.images import ImageError, ImageTooLarge, MultiFrameImage, Picture, UnsupportedImage
+
+from .uploads import read_all, size_of
 
 
 def image_refusal(e: ImageError, max_pixels: int) -> HTTPException:
@@ -22,11 +26,13 @@ def image_refusal(e: ImageError, max_pixels: int) -> HTTPException:
     return HTTPException(400, str(e))
 
 
-def check_header(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> tuple[str, int, int]:
-    """(format, width, height); 400/415 for unreadable or unsupported bytes, 413 above max_pixels, 422 for a
-    file of several frames or a long side more than ``max_aspect_ratio`` times the short one. A camera RAW's
-    size is that of the developed image, read from its header before anything is demosaiced."""
-    if not data:
+def check_header(data: bytes | BinaryIO, max_pixels: int,
+                 max_aspect_ratio: float = 1000.0) -> tuple[str, int, int]:
+    """(format, width, height) of an image's bytes or seekable file (only its header is read); 400/415 for
+    unreadable or unsupported bytes, 413 above max_pixels, 422 for a file of several frames or a long side
+    more than ``max_aspect_ratio`` times the short one. A camera RAW's size is that of the developed image,
+    read from its header before anything is demosaiced."""
+    if not (len(data) if isinstance(data, (bytes, bytearray, memoryview)) else size_of(data)):
         raise HTTPException(400, "empty body: send an image as multipart field 'file' or as the raw body")
     try:
         fmt, w, h = images.probe(data)
@@ -43,26 +49,29 @@ def check_header(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0)
 @dataclass(frozen=True)
 class OutputOptions:
     """How a result is written, besides its format (``n2n_core.images.encode``): JPEG/WebP ``quality``
-    (1..100), sample depth ``bits`` (8, 16, or None for the input's where the format holds it) and
+    (1..100; None: a JPEG written from a JPEG keeps the input's estimated quality, else 95), sample
+    depth ``bits`` (8, 16, or None for the input's where the format holds it) and
     ``strip_metadata`` (leave the EXIF out; the ICC profile stays)."""
 
-    quality: int = 95
+    quality: int | None = None
     bits: int | None = None
     strip_metadata: bool = False
     png_compression: int = images.DEFAULT_PNG_COMPRESSION
 
 
-def output_options(fmt: str, quality: int = 95, bits: int | None = None, strip_metadata: bool = False,
+def output_options(fmt: str, quality: int | None = None, bits: int | None = None, strip_metadata: bool = False,
                    png_compression: int = images.DEFAULT_PNG_COMPRESSION) -> OutputOptions:
     """The options of a request, checked against its output format ``fmt``: 422 for 16 bits in a format
     that holds 8 (or any value out of range)."""
     try:
-        images.check_quality(quality)
+        if quality is not None:
+            images.check_quality(quality)
         if bits is not None:
             images.output_bits(16, fmt, int(bits))
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    return OutputOptions(int(quality), None if bits is None else int(bits), bool(strip_metadata), png_compression)
+    return OutputOptions(None if quality is None else int(quality), None if bits is None else int(bits),
+                         bool(strip_metadata), png_compression)
 
 
 def check_output_size(fmt: str, width: int, height: int) -> None:
@@ -75,19 +84,40 @@ def check_output_size(fmt: str, width: int, height: int) -> None:
                                  f"{width}x{height}; ask for format=png or format=tiff")
 
 
-def output_format(requested: str | None, input_format: str) -> str:
-    """The format of the answer: the one asked for; for ``auto`` (or None), the input's default (a 16-bit
-    ``tiff`` for a camera RAW, ``png`` otherwise: ``n2n_core.images.default_output_format``)."""
+def output_format(requested: str | None, input_format: str, bits: int | None = None) -> str:
+    """The format of the answer: the one asked for; for ``auto`` (or None), the input's default: its own
+    format (JPEG in, JPEG out; TIFF, PNG, HEIC, AVIF, WebP likewise), a 16-bit ``tiff`` for a camera RAW,
+    ``png`` for a BMP (``n2n_core.images.default_output_format``); ``png`` when ``bits=16`` asks for more than
+    the input's own format holds (a JPEG, WebP, HEIC or AVIF)."""
     if requested is None or requested == "auto":
-        return images.default_output_format(input_format)
+        fmt = images.default_output_format(input_format)
+        return "png" if bits == 16 and images.OUTPUT_FORMATS[fmt] not in images.DEEP_FORMATS else fmt
     return requested
 
 
-def decode(data: bytes, max_pixels: int, max_aspect_ratio: float = 1000.0) -> Picture:
-    """The picture in ``data``, its header checked first (``check_header``: limits before any decoding, a
-    camera RAW's before demosaicing); 400, 413, 415 or 422 as the header check, or 400 when the pixels turn
-    out unreadable."""
+UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 100  # characters of the uploaded file's stem kept in the download's name
+
+
+def download_name(upload_name: str | None, fmt: str) -> str:
+    """The name a result is downloaded as: the uploaded file's, denoised (``IMG_1000.jpg`` ->
+    ``IMG_1000-denoised.jpg``; ``n2n_core.images.output_name``), without its folders and with only letters,
+    digits, ``.``, ``_`` and ``-`` (others become ``_``); ``denoised.<fmt>`` without a usable name."""
+    base = re.split(r"[/\\]", upload_name or "")[-1]
+    stem, dot, ext = base.rpartition(".") if "." in base.lstrip(".") else (base, "", "")
+    stem = UNSAFE_NAME.sub("_", stem).strip("._")[:MAX_NAME]
+    ext = UNSAFE_NAME.sub("", ext)[:10]
+    if not stem:
+        return f"denoised.{fmt}"
+    return images.output_name(f"{stem}{dot}{ext}" if ext else stem, fmt, "-denoised")
+
+
+def decode(data: bytes | BinaryIO, max_pixels: int, max_aspect_ratio: float = 1000.0) -> Picture:
+    """The picture in ``data`` (bytes, or a spooled upload: read here, in the caller's thread), its header
+    checked first (``check_header``: limits before any decoding, a camera RAW's before demosaicing); 400,
+    413, 415 or 422 as the header check, or 400 when the pixels turn out unreadable."""
     check_header(data, max_pixels, max_aspect_ratio)
+    data = read_all(data)
     try:
         pic = images.decode(data)
     except ImageError as e:

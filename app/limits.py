@@ -1,4 +1,5 @@
-"""Request body limits, answered as JSON that names the limit and the setting that changes it.
+"""Request body limits (size, and the pace a body arrives at), answered as JSON that names the limit and
+the setting that changes it.
 
 Starlette's own body limit answers a plain-text "Content Too Large"; this middleware takes its
 place. A declared Content-Length over the limit is refused before anything is read; a body sent
@@ -7,7 +8,9 @@ without one (chunked) is counted as it arrives and refused as soon as it passes 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,3 +72,69 @@ async def _refuse(send: Send, limit: int, setting: str) -> None:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooSlow(Exception):
+    pass
+
+
+def too_slow_message(rate: int, grace: float) -> str:
+    return (f"the request body arrived slower than {rate} bytes per second (after a grace of {grace:g} s); send it "
+            "faster, or raise the server's N2N_MIN_UPLOAD_BYTES_PER_SECOND setting")
+
+
+class MinUploadRate:
+    """Drops, with 408, a request body that arrives slower than ``rate`` bytes per second.
+
+    A leaky bucket of credit, in bytes: it starts full at ``rate * grace`` (so a slow start, or a pause of
+    up to ``grace`` seconds, is forgiven), drains at ``rate`` per second spent waiting for the client, and
+    fills by the bytes received, capped at its starting level (a fast start buys no long stall later).
+    When it runs dry the body is refused. Only time spent inside ``receive`` counts: a server slow to read
+    never makes a client too slow. ``clock`` (seconds) is injectable for tests; ``rate`` 0 turns it off.
+    """
+
+    def __init__(self, app: ASGIApp, rate: int, grace: float, clock: Callable[[], float] | None = None) -> None:
+        self.app, self.rate, self.grace = app, rate, grace
+        self.clock = clock or time.monotonic
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.rate <= 0:
+            await self.app(scope, receive, send)
+            return
+        cap = self.rate * self.grace
+        credit, done, started = cap, False, False
+
+        async def timed_receive() -> Message:
+            nonlocal credit, done
+            if done:  # the body is in: later calls wait for a disconnect, which is not an upload
+                return await receive()
+            begin = self.clock()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, credit / self.rate))
+            except TimeoutError:
+                raise BodyTooSlow from None
+            credit -= (self.clock() - begin) * self.rate
+            if message["type"] != "http.request":
+                done = True
+                return message
+            if credit < 0:
+                raise BodyTooSlow
+            credit = min(cap, credit + len(message.get("body", b"")))
+            done = not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except BodyTooSlow:
+            if started:
+                raise
+            body = json.dumps({"detail": too_slow_message(self.rate, self.grace)}).encode()
+            await send({"type": "http.response.start", "status": 408,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})

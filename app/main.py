@@ -17,18 +17,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from n2n_core.precision import resolve_precision
-from n2n_core.runtime import cores, serial_thread, split_threads, tune_allocator
+from n2n_core.runtime import cores, release_memory, serial_thread, split_threads, tune_allocator
 from n2n_core.train import resolve_device
 
-from .config import Settings
+from .config import Settings, old_default_data_dir_note
 from .denoise_jobs import DenoiseJobs
 from .denoiser import DenoiseQueue
 from .errors import install as install_error_handlers
 from .jobs.worker import Scheduler
-from .limits import BodyLimit
+from .limits import BodyLimit, MinUploadRate
 from .messages import scrub_paths, without_paths
 from .metrics import Metrics
 from .registry import ModelRegistry
+from .security_headers import SecurityHeaders
 from .routes import datasets, denoise, denoise_jobs, health, models, page, preview, train
 from .routes import docs as api_docs
 from .shutdown import stop_on_signals
@@ -86,6 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except StoreConfigError as e:
             log.error("n2n: error: %s", e)  # one line, naming the setting, never the password
             raise
+        # where the data lives, so that a service started from another folder never looks empty by surprise
+        # (uvicorn's logger: shown at its --log-level, info by default)
+        logging.getLogger("uvicorn.error").info("n2n: data dir %s; store %s", settings.data_dir,
+                                                "PostgreSQL" if db.is_postgres else "SQLite in the data dir")
+        if note := old_default_data_dir_note(settings.data_dir):
+            logging.getLogger("uvicorn.error").warning("n2n: %s", note)
         device = resolve_device(settings.device)
         registry = ModelRegistry(settings.data_dir, device, settings.weights, cache_bytes=settings.model_cache_bytes,
                                  db=db)
@@ -102,9 +109,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.queue = DenoiseQueue(registry, settings.queue_limit, settings.max_pixels, settings.tile_memory,
                                        settings.tile, settings.max_aspect_ratio, stopping, denoise_threads,
                                        settings.max_inflight_pixels,
-                                       resolve_precision(settings.precision, registry.device))
+                                       resolve_precision(settings.precision, registry.device),
+                                       settings.memory_release_seconds, release_memory)
         app.state.denoise_jobs = jobs = DenoiseJobs(app.state.queue, settings.data_dir, settings.result_ttl_seconds,
-                                                    app.state.metrics)
+                                                    app.state.metrics, results=settings.results_dir,
+                                                    store_bytes=settings.result_store_bytes,
+                                                    per_client=settings.max_jobs_per_client)
         jobs.start()
         app.state.startup_error = None
         try:
@@ -143,7 +153,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=lambda path: (
         (settings.max_dataset_bytes, "N2N_MAX_DATASET_BYTES") if path.startswith("/datasets")
         else (settings.max_upload_bytes, "N2N_MAX_UPLOAD_BYTES")))
+    app.add_middleware(MinUploadRate, rate=settings.min_upload_bytes_per_second, grace=settings.upload_grace_seconds)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer, refusals of the limits above included
     install_error_handlers(app)
     for r in (denoise.router, denoise_jobs.router, train.router, models.router, health.router):
         app.include_router(r)

@@ -39,7 +39,7 @@ class Metrics:
             self.denoise_rejected += 1
 
     def count_denoise_job(self, status: str) -> None:
-        """A denoise job ended (succeeded or failed)."""
+        """A denoise job ended (succeeded, failed, or cancelled by DELETE)."""
         with self._lock:
             self.denoise_jobs_finished[status] += 1
 
@@ -64,7 +64,7 @@ class Metrics:
                       "# TYPE n2n_denoise_rejected_total counter", f"n2n_denoise_rejected_total {self.denoise_rejected}",
                       "# HELP n2n_denoise_jobs_total Denoise jobs (POST /denoise/jobs) ended, by status.",
                       "# TYPE n2n_denoise_jobs_total counter"]
-            for status in ("succeeded", "failed"):
+            for status in ("succeeded", "failed", "cancelled"):
                 lines.append(f'n2n_denoise_jobs_total{{status="{status}"}} {self.denoise_jobs_finished[status]}')
         lines += ["# HELP n2n_denoise_queue_waiting Denoise requests waiting or running.",
                   "# TYPE n2n_denoise_queue_waiting gauge", f"n2n_denoise_queue_waiting {queue_waiting}",

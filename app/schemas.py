@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from n2n_core.models import ARCHITECTURES, DEFAULT_ARCH, build, size_multiple
 from n2n_core.noise import parse_jpeg_inputs
+from n2n_core.train import TrainConfig
 
 from .jobs.eta import eta_seconds
 from .model_names import NAME_MAX, NAME_RULE, check_name
@@ -140,10 +141,11 @@ class TrainRequest(BaseModel):
                                    description="fine-tune: start from this model id (GET /models) instead of a fresh "
                                    "network; e.g. 'default' to adapt the shipped model to your own photos")
     steps: int = Field(1000, ge=1, le=10_000_000)
-    batch_size: int = Field(8, ge=1, le=256)
-    learning_rate: float = Field(1e-3, gt=0, le=1.0)
-    patch_size: int = Field(48, ge=16, le=512)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    # the defaults of `n2n train` (n2n_core.train.TrainConfig): one set for the CLI and the API
+    batch_size: int = Field(TrainConfig.batch_size, ge=1, le=256)
+    learning_rate: float = Field(TrainConfig.learning_rate, gt=0, le=1.0)
+    patch_size: int = Field(TrainConfig.patch_size, ge=16, le=512)
+    seed: int = Field(TrainConfig.seed, ge=0, le=2**31 - 1)
     activate_when_done: bool = False
     nproc_per_node: int = Field(1, ge=1, le=64, description="train data-parallel in this many processes on the "
                                 "worker's host (one GPU each on CUDA, gloo on CPU); batch_size stays the global "
@@ -212,9 +214,9 @@ class Job(BaseModel):
     model_id: str | None = None
     error: str | None = None
     note: str | None = None
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
+    created_at: datetime = Field(..., description="ISO 8601, UTC")
+    started_at: datetime | None = Field(None, description="ISO 8601, UTC; null until it starts")
+    finished_at: datetime | None = Field(None, description="ISO 8601, UTC; null until it ends")
     eta_seconds: int | None = Field(None, description="estimated seconds left while it runs, at the step rate "
                                     "measured over the last minute (metrics.steps_per_second); null until measurable")
     worker: WorkerInfo | None = Field(None, description="the worker running the job (while it runs)")
@@ -224,6 +226,8 @@ class Job(BaseModel):
         fields = {k: row.get(k) for k in cls.model_fields}
         fields["params"] = {k: v for k, v in (fields["params"] or {}).items() if k not in PRIVATE_PARAMS}
         fields["eta_seconds"] = eta_seconds(row.get("status"), row.get("progress"), row.get("metrics"))
+        for key in ("created_at", "started_at", "finished_at"):  # the store keeps Unix seconds
+            fields[key] = _time(fields[key])
         running = row.get("status") == "running" and row.get("worker_parent") is not None
         fields["worker"] = WorkerInfo(host=row.get("worker_host"), pid=row["worker_parent"]) if running else None
         return cls(**fields)
@@ -231,7 +235,8 @@ class Job(BaseModel):
 
 class TileProgress(BaseModel):
     done: int = Field(..., description="tiles denoised")
-    total: int = Field(..., description="tiles of the photo (0 until its first tile is done)")
+    total: int = Field(..., description="tiles of the photo; 0 means not known yet (until its first tile is "
+                       "done), never that there are none")
     fraction: float
 
 
@@ -250,7 +255,9 @@ class DenoiseJobInfo(BaseModel):
     progress: TileProgress
     error: str | None = None
     format: str = Field(..., description="output format of the result")
-    model_id: str | None = Field(None, description="the model that made the result (once succeeded)")
+    model_id: str | None = Field(None, description="the model that denoises it (resolved at submission)")
+    eta_seconds: float | None = Field(None, description="seconds left, from the pace of the tiles done so far; "
+                                      "null until the first tile is done, 0 once the job has ended")
     result: str | None = Field(None, description="where to GET the image, once succeeded")
     created_at: datetime
     started_at: datetime | None = None
@@ -261,6 +268,7 @@ class DenoiseJobInfo(BaseModel):
     def from_job(cls, job: DenoiseJob) -> DenoiseJobInfo:
         done, total = job.progress
         return cls(id=job.id, status=job.status, error=job.error, format=job.format, model_id=job.model_id,
+                   eta_seconds=job.eta_seconds(),
                    progress=TileProgress(done=done, total=total, fraction=done / total if total else 0.0),
                    result=f"/denoise/jobs/{job.id}/result" if job.status == "succeeded" else None,
                    created_at=_time(job.created_at), started_at=_time(job.started_at),
@@ -273,8 +281,14 @@ class ModelInfo(BaseModel):
     shipped: bool
     active: bool
     card: dict[str, Any]
-    created_at: float | None = Field(None, description="when a trained model was registered (Unix seconds); "
-                                     "null for shipped models")
+    created_at: datetime | None = Field(None, description="when a trained model was registered (ISO 8601, UTC); "
+                                        "null for shipped models")
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        """The registry keeps Unix seconds: shown as ISO 8601 in UTC, as every time of the API."""
+        return _time(value) if isinstance(value, (int, float)) else value
 
 
 class ModelList(BaseModel):

@@ -126,12 +126,14 @@ class LocalCluster:
     processes, on ``database_url`` (None: SQLite in the shared data directory) and ``workdir``/data.
 
     ``env``: more settings for every n2n process (the replicas and workers get one torch thread each
-    unless it says otherwise)."""
+    unless it says otherwise). ``keep_logs``: for a ``workdir`` deleted afterwards, a folder that the logs
+    are copied to when the cluster fails to start or its block raises; the error names that folder."""
 
     def __init__(self, workdir: Path, *, database_url: str | None = None, replicas: int = 2, workers: int = 0,
                  weights: str | None = None, token: str = "cluster-token", env: dict[str, str] | None = None,
-                 nginx: str | None = None) -> None:
+                 nginx: str | None = None, keep_logs: Path | None = None) -> None:
         self.workdir, self.token = Path(workdir), token
+        self.keep_logs = Path(keep_logs) if keep_logs else None
         self.data_dir = self.workdir / "data"
         self.nginx = nginx or nginx_binary()
         if self.nginx is None:
@@ -171,17 +173,37 @@ class LocalCluster:
     def __enter__(self) -> LocalCluster:
         try:
             self.start()
-        except BaseException:
+        except BaseException as e:
             self.close()
+            if self.keep_logs is not None:  # the workdir may be deleted: the error names the copy
+                self.save_logs(self.keep_logs)
+                if str(self.keep_logs) not in str(e):
+                    raise RuntimeError(f"{e} (logs: {self.keep_logs})") from e
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self.close()
+        if exc_type is not None and self.keep_logs is not None:
+            print(f"cluster logs kept in {self.save_logs(self.keep_logs)}", file=sys.stderr, flush=True)
+
+    @property
+    def log_folder(self) -> Path:
+        return self.workdir / "logs"
+
+    def save_logs(self, dest: Path) -> Path:
+        """Copy every log (the processes' and nginx's) to ``dest``, a folder that outlives the workdir;
+        returns it."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for log in sorted(self.log_folder.glob("*.log")):
+            shutil.copy2(log, dest / log.name)
+        for log in sorted((self.workdir / "nginx").glob("*.log")):
+            shutil.copy2(log, dest / f"nginx-{log.name}")
+        return dest
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        logs = self.workdir / "logs"
+        logs = self.log_folder
         logs.mkdir(exist_ok=True)
         self.ports = [free_port() for _ in range(self.n_replicas)]
         for i, port in enumerate(self.ports):
@@ -215,7 +237,8 @@ class LocalCluster:
         deadline = time.monotonic() + HANG_GUARD
         while not ready():
             if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with code {proc.returncode}; see {self.workdir / 'logs'}")
+                where = self.keep_logs or self.log_folder  # keep_logs: copied there when the start fails
+                raise RuntimeError(f"{what} exited with code {proc.returncode}; see {where}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"hang guard: {what} not answering after {HANG_GUARD:.0f} s")
             time.sleep(0.2)
@@ -227,6 +250,6 @@ class LocalCluster:
     def logs(self) -> str:
         """The tail of every log, for a failure message."""
         parts = []
-        for log in sorted((self.workdir / "logs").glob("*.log")) + sorted((self.workdir / "nginx").glob("*.log")):
+        for log in sorted(self.log_folder.glob("*.log")) + sorted((self.workdir / "nginx").glob("*.log")):
             parts.append(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
         return "\n".join(parts)

@@ -12,6 +12,12 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LOGS = RESULTS / "logs"  # logs of failed runs, kept after their temporary folders are gone (git-ignored)
+
+
+def kept_logs_folder(name: str) -> Path:
+    """A new folder under benchmarks/results/logs for the logs of a failed run named ``name`` (not created)."""
+    return LOGS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{time.perf_counter_ns() % 10**6:06d}"
 
 
 def machine() -> dict:
@@ -72,27 +78,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: Path, port: int, token: str = "bench-token", extra_env: dict | None = None):
-    """Start ``n2n serve`` on 127.0.0.1:port in a subprocess and wait until /readyz answers 200."""
+def start_server(data_dir: Path, port: int, token: str = "bench-token", extra_env: dict | None = None,
+                 log: Path | None = None):
+    """Start ``n2n serve`` on 127.0.0.1:port in a subprocess and wait until /readyz answers 200. Its output
+    goes to this process's own (the terminal), or to the file ``log``, which a start-up error then names
+    (keep it out of a temporary ``data_dir``: see ``kept_logs_folder``)."""
     import os
     import subprocess
     import sys
     import urllib.request
 
     env = {**os.environ, "N2N_DATA_DIR": str(data_dir), "N2N_API_TOKEN": token, **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "n2n_core.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--log-level", "warning"], env=env)
+    out = None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "ab")  # noqa: SIM115 - the child keeps its own descriptor; ours is closed below
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "n2n_core.cli", "serve", "--host", "127.0.0.1", "--port",
+                                 str(port), "--log-level", "warning"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT if out else None)
+    finally:
+        if out is not None:
+            out.close()
+    where = f"its output is in {log}" if log is not None else "its output is above"
     deadline = time.monotonic() + 600  # a hang guard: a loaded machine starts the service many times slower
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode}")
+            raise RuntimeError(f"server exited with code {proc.returncode} ({where})")
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
                 return proc
         except OSError:
             time.sleep(0.3)
     proc.terminate()
-    raise RuntimeError("server did not become ready within 600 s")
+    raise RuntimeError(f"server did not become ready within 600 s ({where})")
 
 
 def stop_server(proc) -> None:

@@ -151,6 +151,7 @@ def part_http(args: argparse.Namespace) -> dict:
     import tempfile
 
     from benchmarks.cluster import LocalCluster
+    from benchmarks.common import kept_logs_folder
     from benchmarks.load import png
 
     photo = png(args.size)
@@ -158,12 +159,16 @@ def part_http(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
         for n in args.replicas:
-            with tempfile.TemporaryDirectory(prefix="n2n-scale-http-") as tmp, \
-                    LocalCluster(Path(tmp), database_url=args.database_url, replicas=n) as cluster:
-                asyncio.run(_post_many(cluster, photo, 2 * n, n))  # warm-up: every replica has worked
-                wall, codes = asyncio.run(_post_many(cluster, photo, args.requests, args.concurrency))
-            if codes != {200: args.requests}:
-                raise RuntimeError(f"{n} replica(s): answers {codes}, not all 200")
+            # The cluster's folder is deleted after each run: on a failure its logs are copied to
+            # benchmarks/results/logs/ first, and the error names that copy.
+            kept = kept_logs_folder(f"scale_http-{n}replicas")
+            with tempfile.TemporaryDirectory(prefix="n2n-scale-http-") as tmp:
+                with LocalCluster(Path(tmp), database_url=args.database_url, replicas=n, keep_logs=kept) as cluster:
+                    asyncio.run(_post_many(cluster, photo, 2 * n, n))  # warm-up: every replica has worked
+                    wall, codes = asyncio.run(_post_many(cluster, photo, args.requests, args.concurrency))
+                if codes != {200: args.requests}:
+                    raise RuntimeError(f"{n} replica(s): answers {codes}, not all 200 (logs: "
+                                       f"{cluster.save_logs(kept)})")
             runs[n].append(args.requests / wall)
             print(f"  {n} replica(s): {args.requests / wall:.2f} images/s ({wall:.1f} s for {args.requests}, "
                   f"load {os.getloadavg()[0]:.1f})", flush=True)

@@ -14,6 +14,7 @@ _EXPORTS = {
     **dict.fromkeys(["Cast", "Concat", "Conv2d", "Identity", "LeakyReLU", "MaxPool2d", "NearestUpsampling", "NoiseAdaptive",
                      "ReLU", "Residual", "SelfEnsemble", "Sequential", "Sigmoid", "TransposeConv2d"], "layers"),
     "denoise": "infer",
+    "denoise_picture": "infer",
     "MSE": "loss",
     "psnr": "metrics",
     "ssim": "metrics",
@@ -26,7 +27,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports of before
-    from .infer import denoise
+    from .infer import denoise, denoise_picture
     from .layers import (Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, NoiseAdaptive, ReLU,
                          Residual, SelfEnsemble, Sequential, Sigmoid, TransposeConv2d)
     from .loss import MSE
@@ -60,5 +61,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Module", "Conv2d", "TransposeConv2d", "ReLU", "LeakyReLU", "Sigmoid", "Identity", "NearestUpsampling",
     "Sequential", "Concat", "Residual", "SelfEnsemble", "NoiseAdaptive", "Cast", "MaxPool2d", "MSE", "SGD", "Adam", "Optimizer", "save", "load",
-    "denoise", "psnr", "ssim",
+    "denoise", "denoise_picture", "psnr", "ssim",
 ]

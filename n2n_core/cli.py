@@ -96,11 +96,14 @@ class PhotoProgress:
             self.bar = None
 
 
-def denoise_summary(written: int, megapixels: float, seconds: float, out_dir: Path, precision: str = "float32") -> str:
-    """The line `n2n denoise` ends with when every photo was written."""
+def denoise_summary(written: int, megapixels: float, seconds: float, out_dir: Path, precision: str = "float32",
+                    skipped: int = 0) -> str:
+    """The line `n2n denoise` ends with when every photo was written (or skipped: ``--skip-existing``)."""
     photos = "1 photo" if written == 1 else f"{written} photos"
+    kept = (f"; {skipped} skipped, {'its' if skipped == 1 else 'their'} output already there (--skip-existing)"
+            if skipped else "")
     return (f"n2n: {photos} denoised ({megapixels:.1f} megapixels) in {seconds:.1f} s ({precision}), "
-            f"written to {out_dir}")
+            f"written to {out_dir}{kept}")
 
 
 def _load_model(weights: str | None, device: str):
@@ -133,11 +136,13 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     from .train import TrainConfig
 
     arch = args.arch or (_arch_of_weights(args.init) if args.init else DEFAULT_ARCH)
-    cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, batch_size=args.batch_size,
-                      patch_size=args.patch_size, learning_rate=args.lr, optimizer=args.optimizer,
-                      schedule=args.schedule, warmup=args.warmup, ema=args.ema, seed=args.seed,
+    shared = {"batch_size": args.batch_size, "patch_size": args.patch_size, "learning_rate": args.lr,
+              "seed": args.seed}  # None: TrainConfig's default, which POST /train shares (app/schemas.py)
+    cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, optimizer=args.optimizer,
+                      schedule=args.schedule, warmup=args.warmup, ema=args.ema,
                       device=args.device, noise=args.noise, data=args.data, jpeg=args.jpeg or None,
-                      val_every=args.val_every, checkpoint_every=args.checkpoint_every)
+                      val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+                      **{k: v for k, v in shared.items() if v is not None})
     cfg.validate()
     return cfg
 
@@ -171,13 +176,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | None:
     """Train as rank ``ctx.rank``; rank 0 shows progress, writes the card and returns the summary."""
     from .card import write_card
-    from .data import open_dataset
+    from .data import NoisyPairs, open_dataset
     from .noise import parse_jpeg_inputs, parse_noise
     from .train import Trainer
 
     cfg = _train_config(args)
     noise = parse_noise(args.noise)
-    data = open_dataset(args.data, noise, val_spec=args.val, seed=args.seed, jpeg=parse_jpeg_inputs(cfg.jpeg))
+    data = open_dataset(args.data, noise, val_spec=args.val, seed=cfg.seed, jpeg=parse_jpeg_inputs(cfg.jpeg))
 
     def progress(info: dict[str, Any]) -> None:
         bar.n = info["step"]
@@ -194,8 +199,12 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
         trainer.run(resume=args.resume)
         return None
     procs = f" in {ctx.world_size} processes" if ctx.active else ""
-    print(f"training {cfg.arch} on {data.train.describe()}, {len(data.val)} validation images{procs}",
-          file=sys.stderr)
+    if isinstance(data.train, NoisyPairs):  # held out of the pairs (n2n_core.data): no clean image to compare with
+        held = (f"{len(data.val)} held-out pairs for validation (PSNR of the output against the other shot)"
+                if data.val else "no validation (under 5 pairs: none held out)")
+    else:
+        held = f"{len(data.val)} validation images"
+    print(f"training {cfg.arch} on {data.train.describe()}, {held}{procs}", file=sys.stderr)
     bar = _progress_bar(cfg.steps, f"train {cfg.arch}")
     if not args.resume and trainer.checkpoint_path.exists():
         trainer.checkpoint_path.unlink()  # the other ranks look for it only after run()'s first barrier
@@ -298,8 +307,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     check_strength(args.strength)
-    if not 1 <= args.quality <= 100:
+    if args.quality is not None and not 1 <= args.quality <= 100:
         raise ValueError(f"--quality must be between 1 and 100, got {args.quality}")
+    if "/" in args.suffix or "\\" in args.suffix:
+        raise ValueError(f"--suffix {args.suffix!r} holds a path separator; give a plain name part, e.g. -denoised")
     if args.bits == 16 and args.format not in (None, "png", "tiff"):
         raise ValueError(f"--bits 16 needs --format png or tiff; {args.format} holds 8 bits a sample")
     out_dir = Path(args.output_dir)
@@ -315,15 +326,27 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                 with quiet_libraw():
                     input_formats[p] = images.probe(f, name=p.name)[0]
                 outputs[p] = args.format or images.default_output_format(input_formats[p])
+                if args.bits == 16 and images.OUTPUT_FORMATS[outputs[p]] not in images.DEEP_FORMATS:
+                    outputs[p] = "png"  # no --format: --bits 16 of a JPEG (WebP, HEIC, AVIF) is a 16-bit PNG
             except images.ImageError as e:
                 failed[p] = str(e)
                 outputs[p] = args.format or "png"
                 print(f"n2n: error: {p}: {e}", file=sys.stderr)
-    names = [f"{p.stem}.{outputs[p]}" for p in inputs]
+    names = [images.output_name(p.name, outputs[p], args.suffix) for p in inputs]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise ValueError(f"several inputs would write the same output {clash[0]}; rename them or run them apart")
+    own = next((p for p, n in zip(inputs, names) if (out_dir / n).resolve() == p.resolve()), None)
+    if own is not None:
+        raise ValueError(f"the output of {own} would overwrite it; give --suffix (e.g. -denoised) or another "
+                         "--output-dir")
     todo = [p for p in inputs if p not in failed]
+    skipped = [p for p in todo if args.skip_existing and (out_dir / images.output_name(p.name, outputs[p],
+                                                                                       args.suffix)).exists()]
+    for p in skipped if not args.quiet else []:
+        print(f"n2n: {p}: skipped, {out_dir / images.output_name(p.name, outputs[p], args.suffix)} exists "
+              "(--skip-existing)", file=sys.stderr)
+    todo = [p for p in todo if p not in skipped]
     model_for = _denoise_models(args.weights, args.device)
     model = model_for(input_formats[todo[0]]) if todo else None  # a bad --weights fails before any work
     precision = resolve_precision(args.precision, device_of(model)) if model is not None else "float32"
@@ -332,7 +355,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     bar = _progress_bar(len(todo), "denoise", unit="img", enabled=bars and len(todo) > 1)
     started, megapixels = time.monotonic(), 0.0
     for p in todo:
-        dst = out_dir / f"{p.stem}.{outputs[p]}"
+        dst = out_dir / images.output_name(p.name, outputs[p], args.suffix)
         photo_bar = PhotoProgress(p.name, bars)
         try:
             model = model_for(input_formats[p])
@@ -361,7 +384,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
               f"{', '.join(p.name for p in failed)}", file=sys.stderr)
     elif not failed and todo and not args.quiet:
         print(denoise_summary(len(todo), megapixels, time.monotonic() - started, out_dir,
-                              model_precision(model, precision)), file=sys.stderr)
+                              model_precision(model, precision), len(skipped)), file=sys.stderr)
+    elif not failed and skipped and not args.quiet:
+        print(f"n2n: nothing to do: all {len(skipped)} outputs already exist in {out_dir} (--skip-existing)",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -440,15 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="fine-tune: start from these weights (a file or a shipped name such as default)")
     t.add_argument("--steps", type=int, default=10_000)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--patch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="patches a step (default: n2n_core.train.TrainConfig's, 16, shared with POST /train)")
+    t.add_argument("--patch-size", type=int, default=None,
+                   help="side of the training patches (default: TrainConfig's, 64, shared with POST /train)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: TrainConfig's, 1e-3, shared "
+                   "with POST /train)")
     t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     t.add_argument("--schedule", default="cosine-tail", choices=["cosine-tail", "cosine", "constant"])
     t.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
     t.add_argument("--ema", type=float, default=0.0,
                    help="write an exponential moving average of the weights with this decay, e.g. 0.999 (0: off)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None, help="default: TrainConfig's, 0, shared with POST /train")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--checkpoint-every", type=int, default=500)
@@ -474,19 +503,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("denoise", help="denoise image files into a folder",
                        description="Denoise images (PNG/JPEG/TIFF/WebP/BMP, HEIC/AVIF; grey, RGB, RGBA, 16-bit) and "
-                       "camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, ...) to DIR/<stem>.png (a RAW: "
-                       "DIR/<stem>.tiff, 16-bit).")
+                       "camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, ...) to DIR/<stem><suffix>.<ext>, "
+                       "in the input's own format (a JPEG stays JPEG at its quality, a TIFF TIFF; a RAW: a 16-bit "
+                       "TIFF; a BMP: PNG) unless --format names another.")
     d.add_argument("inputs", nargs="+", metavar="IN",
                    help="photo files, folders (their images) or glob patterns such as 'shots/*.jpg'")
     d.add_argument("--output-dir", "-o", required=True, metavar="DIR",
-                   help="folder for the results, DIR/<stem>.<format> (created when missing)")
+                   help="folder for the results, DIR/<stem><suffix>.<ext> (created when missing); <ext> is the "
+                   "input's own when the format is its own (IMG_1000.JPG -> IMG_1000.JPG), else the format's")
+    d.add_argument("--suffix", default="", metavar="TEXT",
+                   help="added to each output's name, e.g. --suffix -denoised: IMG_1000.jpg -> "
+                   "IMG_1000-denoised.jpg (default: none)")
+    d.add_argument("--skip-existing", action="store_true",
+                   help="leave out the photos whose output already exists (a rerun after Ctrl-C goes on where it "
+                   "stopped); the summary says how many were skipped")
     d.add_argument("--weights", default=None,
                    help="a shipped model (default, best, blind, fast) or a weights file (default: default; for a "
                    "camera RAW, the camera-noise model blind)")
     d.add_argument("--format", default=None, choices=["png", "jpeg", "webp", "tiff", "heic", "avif"],
                    help="output format (png and tiff keep 16 bits, heic 10); every format keeps the EXIF and ICC "
-                   "profile (default: png, and a 16-bit tiff for a camera RAW)")
-    d.add_argument("--quality", type=int, default=95, help="JPEG, WebP, HEIC and AVIF quality, 1..100")
+                   "profile (default: the input's own format; a 16-bit tiff for a camera RAW, png for a BMP)")
+    d.add_argument("--quality", type=int, default=None,
+                   help="JPEG, WebP, HEIC and AVIF quality, 1..100 (default: a JPEG's own quality, estimated from "
+                   "its quantisation tables, when it is written as JPEG; else 95)")
     d.add_argument("--bits", type=int, default=None, choices=[8, 16],
                    help="bits a sample: 16 for a 16-bit png or tiff from any input (default: a 16-bit input stays "
                    "16-bit as png or tiff, anything else is 8-bit)")
@@ -535,8 +574,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _joined_suffix(argv: list[str]) -> list[str]:
+    """``--suffix -denoised`` as ``--suffix=-denoised``: argparse would take a value that starts with ``-``
+    for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--suffix" and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--":
+            out.append(f"--suffix={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_joined_suffix(list(sys.argv[1:] if argv is None else argv)))
     from .runtime import tune_allocator
 
     tune_allocator()

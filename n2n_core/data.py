@@ -320,13 +320,13 @@ def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | Non
         if path.is_file():
             a, b = load_tensor_pairs(path)
             hwc = lambda t: [x.permute(1, 2, 0).contiguous().numpy() for x in t]  # noqa: E731
-            ds = Dataset(NoisyPairs(hwc(a), hwc(b), name=path.name), [])
+            ds = _pairs_dataset(hwc(a), hwc(b), path.name, val_count if val_spec is None else 0)
         elif (path / "A").is_dir() and (path / "B").is_dir():
             names = sorted({p.name for p in list_images(path / "A")} & {p.name for p in list_images(path / "B")})
             if not names:
                 raise ValueError(f"{path}: A/ and B/ share no image file names")
             both = load_images([path / "A" / n for n in names] + [path / "B" / n for n in names])
-            ds = Dataset(NoisyPairs(both[: len(names)], both[len(names):], name=path.name), [])
+            ds = _pairs_dataset(both[: len(names)], both[len(names):], path.name, val_count if val_spec is None else 0)
         else:
             files = list_images(path)
             if not files:
@@ -338,6 +338,22 @@ def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | Non
     if val_spec is not None:
         ds.val = open_validation(val_spec, noise, seed)
     return ds
+
+
+def _pairs_dataset(a: list[np.ndarray], b: list[np.ndarray], name: str, val_count: int) -> Dataset:
+    """Noisy pairs (A, B), the first min(``val_count``, n // 5) held out for validation (none under 5 pairs):
+    (A, B) centre-cropped, so that validation reads the PSNR between the output for one shot and the other
+    shot. That is not the PSNR against a clean image (B's own noise bounds it), but it rises as the
+    denoiser improves: E|f(A) - B|^2 = E|f(A) - clean|^2 + B's noise variance."""
+    if not a or len(a) != len(b):
+        raise ValueError(f"need matching non-empty pair lists, got {len(a)} and {len(b)}")
+    hold = min(val_count, len(a) // 5)
+    val = [(to_tensor(_centre_crop(np.asarray(x), VAL_MAX_SIDE)), to_tensor(_centre_crop(np.asarray(y), VAL_MAX_SIDE)))
+           for x, y in zip(a[:hold], b[:hold])]
+    for i, (x, y) in enumerate(val):
+        if x.shape != y.shape:
+            raise ValueError(f"pair {i}: A is {tuple(x.shape)} but B is {tuple(y.shape)}")
+    return Dataset(NoisyPairs(a[hold:], b[hold:], name=name), val)
 
 
 def open_validation(spec: str, noise: NoiseModel, seed: int = 0, limit: int | None = None,

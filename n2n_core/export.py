@@ -16,8 +16,9 @@ height and width (dim_params ``batch``, ``height``, ``width``). Two forms:
                            clamped.
 
 ``NoiseAdaptive`` (the ``blind`` model) exports exactly: its noise estimate (``n2n_core.noise_level``:
-the median absolute diagonal Haar detail / 0.6745 per channel, averaged over the channels) is built
-from Slice, TopK (the lower median, as torch's) and ReduceSum, and an ``If`` node runs the further
+the median absolute diagonal Haar detail / 0.6745 per channel, averaged over the channels, at the pixel
+scale and after a 2x pixel-shuffle, the larger kept) is built from Slice, Concat, TopK (the lower median,
+as torch's), ReduceSum and Max, and an ``If`` node runs the further
 passes only when an image of the batch is above the threshold; a ``Where`` picks, per image, the
 passes it takes. In the whole-image form, the estimate is made on the unpadded input and each pass is
 padded, cropped and clamped, as ``n2n_core.denoise`` runs such a model.
@@ -354,14 +355,23 @@ def _vector(g: GraphBuilder, scalars: list[str], path: str) -> str:
 def noise_sigma(g: GraphBuilder, x: str, path: str = "") -> str:
     """sigma of each image of x (N, C, H, W): (N,) float64, ``n2n_core.noise_level.estimate_sigma`` of each.
 
-    HH = (a - b - c + d) / 2 over each 2x2 block of the even part of the image (Slice with steps 2);
-    per channel the lower median of |HH| (TopK of the (m - 1) // 2 + 1 smallest, the last of them) over every
-    ``stride``-th coefficient, stride = max(1, M // MAX_SAMPLES); times 1 / 0.6745, averaged over the channels
-    (a sum divided by C), then times 255 in float64. Images under 2x2 pixels give 0 (an ``If``).
+    At each scale s of ``noise_level.SCALES``: the pixel-shuffle sub-images x[..., dy::s, dx::s] (Slice with
+    steps s, dy then dx increasing), of each HH = (a - b - c + d) / 2 over each 2x2 block of its even part
+    (Slice with steps 2), flattened and concatenated; per channel the lower median of |HH| (TopK of the
+    (m - 1) // 2 + 1 smallest, the last of them) over every ``stride``-th coefficient,
+    stride = max(1, M // MAX_SAMPLES); times 1 / 0.6745, averaged over the channels (a sum divided by C),
+    then times 255 in float64; 0 where there is no coefficient (an ``If``). The estimate is the ``Max`` over
+    the scales.
     """
     p = f"{path}sigma."
     if g.dtype != torch.float32:
         x = g.op("Cast", [x], p, to=TensorProto.FLOAT)
+    readings = [_sigma_at_scale(g, x, scale, f"{p}s{scale}.") for scale in noise_level.SCALES]
+    return readings[0] if len(readings) == 1 else g.op("Max", readings, p)
+
+
+def _diagonal_details(g: GraphBuilder, x: str, p: str) -> str:
+    """x (N, C, H, W) -> (N, C, M): ``noise_level.diagonal_details`` of x, flattened."""
     h, w = _side(g, x, 2, p), _side(g, x, 3, p)
     two = g.const(2, f"{p}two")
     even = _vector(g, [g.op("Sub", [side, g.op("Mod", [side, two], p)], p) for side in (h, w)], p)
@@ -370,7 +380,20 @@ def noise_sigma(g: GraphBuilder, x: str, path: str = "") -> str:
                   for start in ([0, 0], [0, 1], [1, 0], [1, 1]))
     diff = g.op("Add", [g.op("Sub", [g.op("Sub", [a, b], p), c], p), d], p)
     details = g.op("Div", [diff, g.const(2.0, f"{p}two", np.float32)], p)
-    flat = g.op("Reshape", [details, g.const([0, 0, -1], f"{p}shape")], p)  # (N, C, M)
+    return g.op("Reshape", [details, g.const([0, 0, -1], f"{p}shape")], p)
+
+
+def _sigma_at_scale(g: GraphBuilder, x: str, scale: int, p: str) -> str:
+    """(N,) float64: ``noise_level.sigma_at_scale(image, scale)`` of each image of x (N, C, H, W) float32."""
+    if scale == 1:
+        flat = _diagonal_details(g, x, p)
+    else:
+        ends, spatial = g.const([INT64_MAX, INT64_MAX], f"{p}ends"), g.const([2, 3], f"{p}axes")
+        steps = g.const([scale, scale], f"{p}shuffle")
+        subs = [g.op("Slice", [x, g.const([dy, dx], f"{p}phase"), ends, spatial, steps], p)
+                for dy in range(scale) for dx in range(scale)]
+        flat = g.op("Concat", [_diagonal_details(g, sub, p) for sub in subs], p, axis=2)
+    two = g.const(2, f"{p}two")
     coefficients = _side(g, flat, 2, p)
     some = g.op("Greater", [coefficients, g.const(0, f"{p}zero")], p)
 

@@ -52,9 +52,65 @@ PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", "
                             ".avif", *raw.SUFFIXES})
 
 
+#: the output format when none is asked for: the input's own (a photographer's JPEG stays JPEG), a camera RAW
+#: a 16-bit TIFF, a BMP (or anything else) a PNG
+SAME_FORMAT_OUTPUT = {"JPEG": "jpeg", "TIFF": "tiff", "PNG": "png", "HEIF": "heic", "AVIF": "avif", "WEBP": "webp"}
+DEFAULT_QUALITY = 95  # the quality of a lossy output when none is asked for and the input's is unknown
+#: libjpeg's base quantisation tables (Annex K of the JPEG standard), natural order: luminance, chrominance
+_JPEG_BASE_TABLES = (
+    (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99),
+    (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+     47, 66, 99, 99, 99, 99, 99, 99, *([99] * 32)),
+)
+
+
 def default_output_format(input_format: str) -> str:
-    """The output format when none is asked for: ``tiff`` (16 bits) for a camera RAW, else ``png``."""
-    return "tiff" if input_format.upper() in RAW_FORMATS else "png"
+    """The output format when none is asked for: the input's own (JPEG in, JPEG out; TIFF, PNG, HEIC,
+    AVIF and WebP likewise), ``tiff`` (16 bits) for a camera RAW, ``png`` for anything else (BMP)."""
+    fmt = input_format.upper()
+    return "tiff" if fmt in RAW_FORMATS else SAME_FORMAT_OUTPUT.get(fmt, "png")
+
+
+def _jpeg_table(base: tuple[int, ...], quality: int) -> np.ndarray:
+    """libjpeg's table for ``quality`` (jpeg_quality_scaling, baseline: entries 1..255)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((np.asarray(base) * scale + 50) // 100, 1, 255)
+
+
+def jpeg_quality(quantization: dict[int, Any] | None) -> int | None:
+    """The quality (1..100) whose libjpeg tables are nearest the file's (Pillow's ``im.quantization``, natural
+    order), the one most cameras and editors use; None without tables. An estimate: an encoder with its own
+    tables gets the nearest standard quality."""
+    if not quantization or 0 not in quantization or len(quantization[0]) != 64:
+        return None
+    tables = [np.asarray(quantization[i], dtype=np.int64) for i in (0, 1) if i in quantization
+              and len(quantization[i]) == 64]
+
+    def error(quality: int) -> int:
+        return sum(int(np.abs(t - _jpeg_table(base, quality)).sum()) for t, base in zip(tables, _JPEG_BASE_TABLES))
+
+    return min(range(100, 0, -1), key=error)  # ties: the higher quality
+
+
+def default_quality(pic: Picture, fmt: str) -> int:
+    """The quality of ``pic`` written as ``fmt`` when none is asked for: a JPEG written from a JPEG keeps the
+    quality estimated from the input's tables (``Picture.quality``), anything else ``DEFAULT_QUALITY``."""
+    same = OUTPUT_FORMATS.get(fmt.lower(), fmt.upper()) == "JPEG" and pic.format.upper() == "JPEG"
+    return pic.quality if same and pic.quality is not None else DEFAULT_QUALITY
+
+
+def output_name(input_name: str | None, fmt: str, suffix: str = "") -> str:
+    """The file name of ``input_name`` denoised into ``fmt``: its stem + ``suffix``, with the input's own
+    extension when it names ``fmt`` (``IMG_1000.JPG`` -> ``IMG_1000-denoised.JPG``), else ``fmt``'s
+    (``.jpeg``, ``.png``, ...). Only the last component of the name is used; None gives ``denoised.<fmt>``."""
+    if not input_name:
+        return f"denoised.{fmt}"
+    path = Path(str(input_name).replace("\\", "/").split("/")[-1])
+    own = path.suffix.lstrip(".")
+    same = own and OUTPUT_FORMATS.get(own.lower()) == OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
+    return f"{path.stem if own else path.name}{suffix}.{own if same else fmt}"
 
 
 @dataclass
@@ -62,7 +118,8 @@ class Picture:
     """pixels: float32 (C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB); alpha: (H, W) in the file's dtype.
 
     exif: the EXIF block as a TIFF structure (the body of a PNG eXIf chunk), fitted to the upright pixels;
-    icc_profile: the ICC profile's bytes; None when the file had none (``n2n_core.metadata``)."""
+    icc_profile: the ICC profile's bytes; None when the file had none (``n2n_core.metadata``);
+    quality: a JPEG's quality as estimated from its quantisation tables, None for other formats."""
 
     pixels: Tensor
     alpha: np.ndarray | None
@@ -70,6 +127,7 @@ class Picture:
     format: str
     exif: bytes | None = None
     icc_profile: bytes | None = None
+    quality: int | None = None  # a JPEG's quality, estimated from its quantisation tables (``jpeg_quality``)
 
     @property
     def mode(self) -> str:
@@ -95,7 +153,7 @@ def _tiff_page(data: bytes | BinaryIO):
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = io.BytesIO(data)
     data.seek(0)
-    return tifffile.TiffFile(data)
+    return tifffile.TiffFile(data, name="image.tif")  # a name for files that have none (a spooled upload)
 
 
 def _magic(data: bytes | BinaryIO) -> bytes:
@@ -279,6 +337,8 @@ def decode(data: bytes, name: str | None = None) -> Picture:
             return _with_metadata(_decode_tifffile(data), *metadata.read(None, data, fmt))
         with Image.open(io.BytesIO(data)) as im:
             pic = _decode_opened(im, data, fmt)  # first: a damaged file must fail here, not be read as blank
+            if fmt == "JPEG":
+                pic = replace(pic, quality=jpeg_quality(getattr(im, "quantization", None)))
             return _with_metadata(pic, *metadata.read(im, data, fmt))  # ``im`` itself is never turned
     except ImageError:
         raise
@@ -329,12 +389,13 @@ def _decode_opened(im: Image.Image, data: bytes, fmt: str) -> Picture:
     return _from_array(np.array(im.convert("RGB")), 8, fmt)
 
 
-def encode(pic: Picture, fmt: str = "png", quality: int = 95, *, bits: int | None = None,
+def encode(pic: Picture, fmt: str = "png", quality: int | None = None, *, bits: int | None = None,
            strip_metadata: bool = False, png_compression: int = DEFAULT_PNG_COMPRESSION) -> bytes:
     """Picture -> bytes of ``fmt``: png, jpeg (jpg), webp, tiff (tif), heic (heif) or avif. JPEG drops alpha;
     HEIC writes grey + alpha as RGBA.
 
-    quality: JPEG, WebP, HEIC and AVIF quality, 1..100 (default 95); ignored by the lossless formats.
+    quality: JPEG, WebP, HEIC and AVIF quality, 1..100; None (default): the input's when a JPEG is written
+    from a JPEG whose quality is known, else 95 (``default_quality``); ignored by the lossless formats.
     bits: samples of 8 or 16 bits; None (default) keeps the picture's depth where the format holds it, so a
     16-bit input stays 16-bit as PNG or TIFF, is written at 10 bits as HEIC, and everything else is 8-bit.
     ``bits=16`` asks for 16 bits from any input (PNG or TIFF only): the denoised pixels are finer than the
@@ -348,7 +409,7 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95, *, bits: int | Non
     fmt = OUTPUT_FORMATS.get(fmt.lower(), fmt.upper())
     if fmt not in MEDIA_TYPES:
         raise ImageError(f"unsupported output format {fmt!r}; use png, jpeg, webp, tiff, heic or avif")
-    check_quality(quality)
+    quality = default_quality(pic, fmt) if quality is None else check_quality(quality)
     if not (isinstance(png_compression, int) and 0 <= png_compression <= 9):
         raise ValueError(f"png_compression must be an integer from 0 to 9, got {png_compression!r}")
     keep16 = output_bits(pic.bits, fmt, bits) == 16
@@ -460,7 +521,7 @@ def read(path: str | Path) -> Picture:
     return decode(path.read_bytes(), name=path.name)
 
 
-def write(path: str | Path, pic: Picture, quality: int = 95, *, bits: int | None = None,
+def write(path: str | Path, pic: Picture, quality: int | None = None, *, bits: int | None = None,
           strip_metadata: bool = False) -> Path:
     """Encode ``pic`` in the format its suffix names (``encode``, same options) and write it atomically."""
     from .atomic import atomic_write_bytes

@@ -36,6 +36,38 @@ def tune_allocator() -> bool:
                ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 256 << 20)))
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    name = ctypes.util.find_library("c")
+    if not name or os.name != "posix":
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_memory() -> bool:
+    """Hand the C heap's free memory back to the kernel: ``malloc_trim(0)`` (glibc), which walks every
+    arena (one per thread that allocated, up to 8 per core) and returns whole free pages, the top of
+    each heap and the pages inside it.
+
+    ``tune_allocator`` keeps up to 1 GiB of freed blocks in the heap so that the next large tensor
+    reuses them rather than faulting fresh zeroed pages; after a burst of work that is memory a
+    process holds while it does nothing. Call this when work has gone idle (a service: when its queue
+    has been empty a while), not between two pieces of work: the next one pays the page faults again.
+    Returns False where glibc is not the C library (nothing done).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
 def set_threads(threads: int | None) -> int:
     """Use ``threads`` intra-op threads (None or 0: leave torch's choice); returns the count in force."""
     if threads and threads != torch.get_num_threads():

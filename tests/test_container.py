@@ -51,8 +51,64 @@ def test_dockerfile_lints_and_compose_matches_the_spec():
     assert cpu["profiles"] == ["cpu"] and "deploy" not in cpu and cpu["environment"]["N2N_DEVICE"] == "cpu"
 
 
+def _pins(lines: list[str]) -> dict[str, str]:
+    """{normalised name (extras dropped): version} of ``name[extras]==version`` requirement lines."""
+    pins = {}
+    for line in lines:
+        m = re.match(r"\s*([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==([^\s;#]+)", line)
+        if m:
+            pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    return pins
+
+
+def test_the_image_has_the_projects_dependencies_at_the_pinned_versions():
+    """The image installs n2n with --no-deps over requirements-docker.txt and the base image's torch: a
+    dependency missing there, or at another version, would only show in the container (issue 22: the
+    base image had torch 2.11 while the project pins 2.13)."""
+    import tomllib
+
+    project = _pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    image = _pins((ROOT / "requirements-docker.txt").read_text().splitlines())
+    torch = project.pop("torch")
+    assert project == image, {k: (project.get(k), image.get(k)) for k in set(project) | set(image)
+                              if project.get(k) != image.get(k)}
+    base = re.search(r"^FROM\s+pytorch/pytorch:(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert base and base.group(1).split("-")[0] == torch, (base and base.group(0), torch)
+    assert {"pillow-heif", "rawpy", "platformdirs"} <= set(image)
+
+
+def test_compose_gives_every_n2n_service_the_env_file_the_gpu_and_the_services_limits():
+    from app.config import Settings
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    services = yaml.safe_load(text)["services"]
+    n2n = {name: s for name, s in services.items() if s.get("image", "").startswith("n2n:")}
+    assert set(n2n) == {"n2n", "n2n-cpu", "api-1", "api-2", "worker", "worker-cpu"}
+    for name, service in n2n.items():  # the N2N_* settings of .env reach every n2n container (.env optional)
+        assert {"path": ".env", "required": False} in service["env_file"], name
+        assert service["environment"]["N2N_DATA_DIR"] == "/data", name
+    for name in ("api-1", "api-2"):  # the replicas denoise on the GPU, as the single-machine service does
+        api = n2n[name]
+        assert api["environment"]["N2N_DEVICE"] in ("auto", "${N2N_DEVICE:-auto}"), name
+        assert api["deploy"] == n2n["n2n"]["deploy"] == n2n["worker"]["deploy"], name
+    # One default everywhere: compose overrides no limit of the service (.env still may), and nginx's body
+    # limit is the service's (tests/app/test_nginx.py checks that one against Settings).
+    assert not [(name, k) for name, service in n2n.items() for k in service["environment"] if k.startswith("N2N_MAX_")]
+    nginx = (ROOT / "deploy/nginx/n2n.conf").read_text()
+    limit = Settings.model_fields["max_upload_bytes"].default
+    assert f"client_max_body_size {limit // 2**20}m;" in nginx
+
+    # deploy/compose.cpu.yml, for hosts without a GPU: it only drops the replicas' reservation
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!reset", lambda loader, node: "!reset")
+    cpu = yaml.load((ROOT / "deploy/compose.cpu.yml").read_text(), Loader=Loader)["services"]
+    assert cpu == {name: {"deploy": "!reset", "environment": {"N2N_DEVICE": "cpu"}} for name in ("api-1", "api-2")}
+
+
 IMPORTS = ["numpy", "PIL", "safetensors", "skimage", "imageio", "tifffile", "cv2", "matplotlib", "tqdm", "fastapi",
-           "uvicorn", "pydantic", "pydantic_settings", "multipart", "onnx"]
+           "uvicorn", "pydantic", "pydantic_settings", "multipart", "onnx", "pillow_heif", "rawpy", "platformdirs"]
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     scheduler = Scheduler.from_settings(JobStore(db), settings)
     scheduler.start()
-    log.info("worker started (data dir %s, database %s)", settings.data_dir.name or ".",
+    log.info("worker started (data dir %s, database %s)", settings.data_dir,
              "PostgreSQL" if db.is_postgres else "SQLite")
     while not stop.wait(1.0):  # a timed wait: signal handlers run promptly
         pass

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, BinaryIO, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
@@ -14,8 +15,11 @@ from n2n_core import raw, weights
 from ..config import Settings
 from ..deps import MetricsDep, QueueDep, SettingsDep
 from ..denoiser import QueueFull, refusal
-from ..imaging import check_header, check_output_size, output_format, output_options
+from ..imaging import check_header, check_output_size, download_name, output_format, output_options
 from ..metrics import Metrics
+from ..uploads import read_all, read_upload, spool_upload
+
+__all__ = ["read_upload"]  # the datasets route reads its zip with it
 
 router = APIRouter(tags=["denoise"])
 
@@ -41,28 +45,15 @@ IMAGE_BODY = {
 }
 
 
-async def read_upload(request: Request, field: str = "file", accept: tuple[str, ...] = ("image/",)) -> bytes:
-    """The upload as bytes: multipart field ``field``, or the raw body with an accepted content type."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        form = await request.form()
-        item = form.get(field)
-        if item is None or isinstance(item, str):
-            raise HTTPException(400, f"multipart upload needs a file in field '{field}'")
-        return await item.read()
-    if any(ctype.startswith(a) for a in accept) or ctype == "application/octet-stream":
-        return await request.body()
-    raise HTTPException(415, f"send multipart/form-data with field '{field}' or a raw body of type "
-                             f"{' or '.join(a + '*' if a.endswith('/') else a for a in accept)}; got {ctype or 'none'}")
-
-
 OutputFormatName = Literal["png", "jpeg", "webp", "tiff", "heic", "avif"]
 OutputFormat = Annotated[Literal["auto", OutputFormatName],
                          Query(description="output format: png, jpeg, webp, tiff (image/tiff, zlib-compressed), heic "
                                "(image/heic; a 16-bit input is written at 10 bits) or avif (8 bits); auto (the "
-                               "default): a 16-bit tiff for a camera RAW, png for anything else")]
-Quality = Annotated[int, Query(ge=1, le=100, description="JPEG, WebP, HEIC and AVIF quality, 1..100 (png and tiff are "
-                               "lossless)")]
+                               "default): the input's own format (a JPEG stays JPEG, a TIFF TIFF, a PNG PNG, a "
+                               "HEIC HEIC, ...), a 16-bit tiff for a camera RAW, png for a BMP")]
+Quality = Annotated[int | None, Query(ge=1, le=100, description="JPEG, WebP, HEIC and AVIF quality, 1..100 (png and "
+                                      "tiff are lossless); default: a JPEG answered for a JPEG keeps the input's "
+                                      "quality (estimated from its quantisation tables), anything else 95")]
 StripMetadata = Annotated[bool, Query(description="leave the EXIF block (camera, lens, dates, GPS, ...) out of the "
                                       "result; the ICC colour profile is always kept. Default: the result carries "
                                       "the input's EXIF (Orientation 1, the pixels being upright) and ICC profile")]
@@ -91,6 +82,7 @@ IMAGE_RESPONSE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {
                                  "strip_metadata) and ICC profile"}
 REFUSALS = {400: {"description": "unreadable image, or too large for the output format"},
             404: {"description": "unknown model"},
+            408: {"description": "the body arrived slower than N2N_MIN_UPLOAD_BYTES_PER_SECOND"},
             413: {"description": "too many pixels"},
             415: {"description": "unsupported format, or a camera RAW that LibRaw cannot read"},
             422: {"description": "a file of several frames, an absurd aspect ratio, or invalid parameters"},
@@ -98,23 +90,41 @@ REFUSALS = {400: {"description": "unreadable image, or too large for the output 
 
 
 class UploadedImage(NamedTuple):
-    """An upload checked on its header: its bytes, pixels, format (``PNG``, ``HEIF``, ``DNG``, ...) and the
-    format of the answer (the one asked for, else the input's default)."""
+    """An upload checked on its header: its bytes (or its spool: ``open_image``), pixels, format (``PNG``,
+    ``HEIF``, ``DNG``, ...) and the format of the answer (the one asked for, else the input's default)."""
 
-    data: bytes
+    data: bytes | BinaryIO
     pixels: int
     input_format: str
     output_format: str
+    filename: str | None = None  # the name a multipart upload gave the file, as sent
 
 
-async def read_image(request: Request, settings: Settings, format: str | None) -> UploadedImage:
-    """The uploaded image, checked on its header before any work: 400, 413, 415, 422 as documented, and 400
-    when the output format (``format``, or the input's default for ``auto`` or None) cannot hold it."""
-    data = await read_upload(request)
-    input_format, width, height = check_header(data, settings.max_pixels, settings.max_aspect_ratio)
-    fmt = output_format(format, input_format)
-    check_output_size(fmt, width, height)
-    return UploadedImage(data, width * height, input_format, fmt)
+async def open_image(request: Request, settings: Settings, format: str | None,
+                     bits: int | None = None) -> UploadedImage:
+    """The uploaded image in its spool (``app.uploads``; the caller closes ``data``), checked on its header
+    before any work: 400, 413, 415, 422 as documented, and 400 when the output format (``format``, or the
+    input's default for ``auto`` or None) cannot hold it. Only the header is read here."""
+    spool = await spool_upload(request)
+    try:
+        input_format, width, height = check_header(spool, settings.max_pixels, settings.max_aspect_ratio)
+        fmt = output_format(format, input_format, bits)
+        check_output_size(fmt, width, height)
+    except BaseException:
+        spool.close()
+        raise
+    return UploadedImage(spool, width * height, input_format, fmt, getattr(request.state, "upload_filename", None))
+
+
+async def read_image(request: Request, settings: Settings, format: str | None,
+                     bits: int | None = None) -> UploadedImage:
+    """``open_image``, with ``data`` the upload's bytes (read off the event loop; the spool is closed)."""
+    upload = await open_image(request, settings, format, bits)
+    spool = upload.data
+    try:
+        return upload._replace(data=await asyncio.to_thread(read_all, spool))
+    finally:
+        spool.close()  # type: ignore[union-attr]
 
 
 def model_for(input_format: str, model: str | None) -> str | None:
@@ -140,13 +150,15 @@ def refused(metrics: Metrics, model: str | None) -> Iterator[None]:
 
 
 def image_response(content: bytes, media_type: str, model_id: str, format: str, noise_sigma: float,
-                   precision: str) -> Response:
+                   precision: str, filename: str | None = None) -> Response:
     """A denoised image as ``/denoise`` answers it: ``X-Model-Id`` names the model that made it,
     ``X-Noise-Sigma`` the noise level estimated in the input (standard deviation, 0..255 scale),
-    ``X-Precision`` the type the network's products ran in (float32, bfloat16, float16)."""
+    ``X-Precision`` the type the network's products ran in (float32, bfloat16, float16); the download is
+    named after the uploaded file (``IMG_1000-denoised.jpg``: ``imaging.download_name``), else
+    ``denoised.<format>``."""
     return Response(content, media_type=media_type,
                     headers={"X-Model-Id": model_id, "X-Noise-Sigma": f"{noise_sigma:.1f}", "X-Precision": precision,
-                             "Content-Disposition": f'inline; filename="denoised.{format}"'})
+                             "Content-Disposition": f'inline; filename="{download_name(filename, format)}"'})
 
 
 @router.post(
@@ -158,17 +170,22 @@ def image_response(content: bytes, media_type: str, model_id: str, format: str, 
 )
 async def denoise(request: Request, settings: SettingsDep, queue: QueueDep, metrics: MetricsDep,
                   format: OutputFormat = "auto", model: ModelId = None, strength: Strength = 1.0,
-                  quality: Quality = 95, bits: Bits = None, strip_metadata: StripMetadata = False) -> Response:
-    """The denoised image in ``format`` (default: png, or a 16-bit tiff for a camera RAW): same size and mode,
+                  quality: Quality = None, bits: Bits = None, strip_metadata: StripMetadata = False) -> Response:
+    """The denoised image in ``format`` (default: the input's own; a 16-bit tiff for a camera RAW, png for a
+    BMP), named after the uploaded file: same size and mode,
     EXIF (unless ``strip_metadata``) and ICC profile kept; ``quality`` for jpeg, webp, heic and avif;
     ``bits=16`` for a 16-bit png or tiff. A camera RAW is developed (linear, camera white balance, then the
     sRGB curve) and denoised by the camera-noise model `blind` unless ``model`` names another."""
     output = output_options(output_format(format, "PNG"), quality, bits, strip_metadata, settings.png_compression)
-    upload = await read_image(request, settings, format)
+    upload = await open_image(request, settings, format, bits)  # the decoder reads the spool, once admitted
     model = model_for(upload.input_format, model)
-    with refused(metrics, model):
-        result = await queue.submit(upload.data, upload.output_format, model, disconnected=request.is_disconnected,
-                                    pixels=upload.pixels, strength=strength, output=output)
+    try:
+        with refused(metrics, model):
+            result = await queue.submit(upload.data, upload.output_format, model,
+                                        disconnected=request.is_disconnected, pixels=upload.pixels,
+                                        strength=strength, output=output)
+    finally:
+        upload.data.close()  # type: ignore[union-attr]
     metrics.count_image()
     return image_response(result.content, result.media_type, result.model_id, upload.output_format,
-                          result.noise_sigma, result.precision)
+                          result.noise_sigma, result.precision, upload.filename)

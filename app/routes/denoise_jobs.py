@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from ..denoise_jobs import DenoiseJob, DenoiseJobs
+from ..denoise_jobs import DenoiseJob, DenoiseJobs, StoreFull, TooManyJobs
 from ..imaging import output_format, output_options
 from ..deps import DenoiseJobsDep, MetricsDep, RegistryDep, SettingsDep
 from ..registry import ModelRegistry, NoActiveModel
@@ -29,14 +29,27 @@ from .denoise import (
 
 router = APIRouter(tags=["denoise"])
 UNKNOWN = {404: {"description": "unknown or expired job"}}
+QUOTAS = {429: {"description": "this client address has N2N_MAX_JOBS_PER_CLIENT jobs unfinished or kept; "
+                               "see Retry-After"},
+          507: {"description": "the result store is full (N2N_RESULT_STORE_BYTES); Retry-After: when the oldest "
+                               "result expires"}}
 
 
-def _check_model(registry: ModelRegistry, model: str | None) -> None:
-    """UnknownModel or NoActiveModel now, rather than as a failed job later."""
+def _check_model(registry: ModelRegistry, model: str | None) -> str:
+    """The id of the model that will denoise (the active one for None); UnknownModel or NoActiveModel now,
+    rather than as a failed job later."""
     if model is not None:
         registry.entry(model)
-    elif registry.active_id is None:
+        return model
+    active = registry.active_id
+    if active is None:
         raise NoActiveModel("no model is active")
+    return active
+
+
+def client_address(request: Request) -> str:
+    """The client's address, as the server sees it (behind a proxy: run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 @router.post(
@@ -44,21 +57,26 @@ def _check_model(registry: ModelRegistry, model: str | None) -> None:
     summary="Denoise an image in the background",
     status_code=202,
     response_model=DenoiseJobAccepted,
-    responses={202: {"description": "accepted: poll the job at its Location"}, **REFUSALS},
+    responses={202: {"description": "accepted: poll the job at its Location"}, **REFUSALS, **QUOTAS},
     openapi_extra=IMAGE_BODY,
 )
 async def submit_job(request: Request, response: Response, settings: SettingsDep, registry: RegistryDep,
                      jobs: DenoiseJobsDep, metrics: MetricsDep, format: OutputFormat = "auto",
-                     model: ModelId = None, strength: Strength = 1.0, quality: Quality = 95, bits: Bits = None,
+                     model: ModelId = None, strength: Strength = 1.0, quality: Quality = None, bits: Bits = None,
                      strip_metadata: StripMetadata = False) -> DenoiseJobAccepted:
     """Like `POST /denoise` (same body, parameters and refusals), but answers at once with a job to poll;
     its result is kept for N2N_RESULT_TTL_SECONDS after it ends."""
     output = output_options(output_format(format, "PNG"), quality, bits, strip_metadata, settings.png_compression)
-    upload = await read_image(request, settings, format)
+    upload = await read_image(request, settings, format, bits)
     model = model_for(upload.input_format, model)
     with refused(metrics, model):
-        await asyncio.to_thread(_check_model, registry, model)
-        job = jobs.submit(upload.data, upload.output_format, model, upload.pixels, strength, output=output)
+        model_id = await asyncio.to_thread(_check_model, registry, model)
+        try:
+            job = jobs.submit(upload.data, upload.output_format, model, upload.pixels, strength, output=output,
+                              client=client_address(request), model_id=model_id)
+        except StoreFull as e:
+            raise HTTPException(429 if isinstance(e, TooManyJobs) else 507, str(e),
+                                headers={"Retry-After": str(e.retry_after)}) from None
     response.headers["Location"] = f"/denoise/jobs/{job.id}"
     return DenoiseJobAccepted(id=job.id, status="queued")
 
@@ -88,7 +106,8 @@ async def get_result(job_id: str, jobs: DenoiseJobsDep) -> Response:
         raise HTTPException(409, f"the job failed: {job.error}")
     if job.status != "succeeded" or job.path is None:
         done, total = job.progress
-        raise HTTPException(409, f"the job is {job.status} ({done} of {total or '?'} tiles); poll "
+        where = f"{done} of {total} tiles done" if total else "its tile count is not known yet"
+        raise HTTPException(409, f"the job is {job.status} ({where}); poll "
                                  f"GET /denoise/jobs/{job.id} until it has succeeded")
     try:
         content = await asyncio.to_thread(job.path.read_bytes)
@@ -96,3 +115,12 @@ async def get_result(job_id: str, jobs: DenoiseJobsDep) -> Response:
         raise HTTPException(404, "the result of this job has been deleted") from None
     return image_response(content, job.media_type or "application/octet-stream", job.model_id or "", job.format,
                           job.noise_sigma or 0.0, job.precision or "float32")
+
+
+@router.delete("/denoise/jobs/{job_id}", status_code=204, response_class=Response, responses=UNKNOWN)
+async def cancel_job(job_id: str, jobs: DenoiseJobsDep) -> Response:
+    """Cancel a job: its work stops at the next tile, its result (if any) is deleted and the job forgotten
+    (GET then answers 404). No token needed: the job's id is the only key to it."""
+    if not jobs.cancel(job_id):
+        _job(jobs, job_id)  # the same 404 as GET
+    return Response(status_code=204)

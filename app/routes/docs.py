@@ -20,7 +20,7 @@ FAVICON = "/favicon.ico"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 SAME_HOST_ONLY = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; font-src 'self' data:; "
                   "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; "
-                  "connect-src 'self'"}
+                  "connect-src 'self'; frame-ancestors 'none'"}
 
 router = APIRouter(include_in_schema=False)
 

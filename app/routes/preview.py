@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -14,11 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from ..config import Settings
 from ..deps import SettingsDep
 from ..imaging import decode, encode
-from .denoise import IMAGE_BODY, read_upload
+from ..uploads import spool_upload
+from .denoise import IMAGE_BODY
 
 router = APIRouter(tags=["denoise"])
 REFUSALS = {400: {"description": "unreadable image"}, 413: {"description": "too many pixels, or too many bytes"},
-            415: {"description": "unsupported format"}, 422: {"description": "absurd aspect ratio"}}
+            415: {"description": "unsupported format"}, 422: {"description": "absurd aspect ratio"},
+            408: {"description": "the body arrived slower than N2N_MIN_UPLOAD_BYTES_PER_SECOND"}}
 
 
 async def preview_slot(request: Request) -> asyncio.Semaphore:
@@ -30,7 +32,7 @@ async def preview_slot(request: Request) -> asyncio.Semaphore:
     return state.preview_slot
 
 
-def _png(data: bytes, settings: Settings) -> bytes:
+def _png(data: BinaryIO, settings: Settings) -> bytes:
     pic = decode(data, settings.max_pixels, settings.max_aspect_ratio)  # EXIF orientation applied, as /denoise does
     content, _ = encode(replace(pic, bits=8), "png")
     return content
@@ -48,7 +50,10 @@ async def preview(request: Request, settings: SettingsDep,
                   slot: Annotated[asyncio.Semaphore, Depends(preview_slot)]) -> Response:
     """The image as a browser displays it: decoded like `POST /denoise` decodes it (EXIF orientation applied,
     16 bits reduced to 8), written as PNG. Nothing is denoised."""
-    data = await read_upload(request)
-    async with slot:
-        content = await run_in_threadpool(_png, data, settings)
+    spool = await spool_upload(request)  # read by the decoder, one preview at a time
+    try:
+        async with slot:
+            content = await run_in_threadpool(_png, spool, settings)
+    finally:
+        spool.close()
     return Response(content, media_type="image/png", headers={"Cache-Control": "no-store"})

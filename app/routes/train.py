@@ -7,22 +7,27 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 
 from n2n_core.distributed import check_nproc, device_type_of
-from n2n_core.models import arch_of, build, size_multiple
+from n2n_core.models import DEFAULT_ARCH, arch_of, build, size_multiple
 from n2n_core.noise import noise_from_dict
 from n2n_core.serialize import read_metadata
+from n2n_core.train_memory import machine_memory, training_memory
 
 from ..config import Settings
 from ..deps import Authorized, DatasetsDep, RegistryDep, SettingsDep, StoreDep
+from ..jobs.store import JobStore
 from ..model_names import default_name
 from ..registry import ModelRegistry, UnknownModel
 from ..schemas import Job, Message, TrainRequest, without_none
 
 router = APIRouter(prefix="/train", tags=["train"])
+MiB = 1024 * 1024
 NOT_FOUND = {404: {"model": Message, "description": "unknown job"}}
 
 
 @router.post("", status_code=202, response_model=Job, dependencies=[Authorized],
-             responses={401: {"model": Message}, 422: {"description": "invalid body"}})
+             responses={401: {"model": Message},
+                        422: {"description": "invalid body, or a job whose memory estimate is over N2N_TRAIN_MEMORY"},
+                        429: {"description": "N2N_MAX_QUEUED_JOBS jobs are already queued; retry after Retry-After"}})
 def start(req: TrainRequest, response: Response, store: StoreDep, datasets: DatasetsDep,
           registry: RegistryDep, settings: SettingsDep) -> Job:
     """Queue a training job. The job records what it trains on: the dataset, its kind, and the noise added
@@ -36,6 +41,8 @@ def start(req: TrainRequest, response: Response, store: StoreDep, datasets: Data
     init_weights = None
     if req.init_model is not None:
         req, init_weights = _with_init_arch(req, registry)
+    _check_memory(req, settings)
+    _check_queue(store, settings)
     params = req.model_dump()
     if init_weights is not None:
         params["init_weights"] = init_weights  # for the worker; not shown in responses (PRIVATE_PARAMS)
@@ -44,6 +51,38 @@ def start(req: TrainRequest, response: Response, store: StoreDep, datasets: Data
     job = store.create(params)
     response.headers["Location"] = f"/train/{job['id']}"
     return Job.from_row(job)
+
+
+def train_memory_limit(settings: Settings) -> int | None:
+    """N2N_TRAIN_MEMORY, else half of this machine's memory (None where it is unknown: no limit)."""
+    if settings.train_memory is not None:
+        return settings.train_memory
+    total = machine_memory()
+    return total // 2 if total else None
+
+
+def _check_memory(req: TrainRequest, settings: Settings) -> None:
+    """422 when the job's estimated memory (``n2n_core.train_memory``) is over N2N_TRAIN_MEMORY."""
+    limit = train_memory_limit(settings)
+    if limit is None:
+        return
+    arch = req.arch or DEFAULT_ARCH
+    need = training_memory(arch, req.batch_size, req.patch_size, req.nproc_per_node)
+    if need > limit:
+        procs = f" in {req.nproc_per_node} processes" if req.nproc_per_node > 1 else ""
+        raise HTTPException(422, f"this job would need about {need / MiB:,.0f} MiB (arch {arch!r}, batch_size "
+                                 f"{req.batch_size}, patch_size {req.patch_size}{procs}), more than the "
+                                 f"{limit / MiB:,.0f} MiB a training job may use (N2N_TRAIN_MEMORY); lower "
+                                 "batch_size or patch_size")
+
+
+def _check_queue(store: JobStore, settings: Settings) -> None:
+    """429 with Retry-After when N2N_MAX_QUEUED_JOBS jobs already wait."""
+    queued = store.counts().get("queued", 0)
+    if queued >= settings.max_queued_jobs:
+        raise HTTPException(429, f"{queued} training jobs are already queued, the most this service takes "
+                                 "(N2N_MAX_QUEUED_JOBS); retry when one has started, or cancel one",
+                            headers={"Retry-After": "60"})
 
 
 def _check_pairs_options(req: TrainRequest) -> None:
@@ -132,3 +171,20 @@ def cancel(job_id: str, store: StoreDep) -> Job:
     if job["status"] in ("succeeded", "failed", "cancelled"):
         return Job.from_row(job)
     return Job.from_row(store.request_cancel(job_id))  # type: ignore[arg-type]
+
+
+@router.post("/{job_id}/resume", status_code=202, response_model=Job, dependencies=[Authorized],
+             responses={**NOT_FOUND, 401: {"model": Message},
+                        409: {"model": Message, "description": "the job is not cancelled"}})
+def resume(job_id: str, store: StoreDep) -> Job:
+    """Queue a cancelled job again: it goes on from its last checkpoint (the step it was cancelled at, or
+    the checkpoint before it when its worker had to be stopped), with the same parameters. 409 for a job
+    that is not cancelled."""
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"unknown job {job_id!r}")
+    resumed = store.resume(job_id)
+    if resumed is None:
+        status = (store.get(job_id) or job)["status"]
+        raise HTTPException(409, f"job {job_id!r} is {status}: only a cancelled job can be resumed")
+    return Job.from_row(resumed)

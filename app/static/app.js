@@ -44,6 +44,13 @@ const mp = (pixels) => {
   return `${v >= 10 ? Math.round(v) : Number(v.toPrecision(2))} megapixels`;
 };
 const ext = (fmt) => (fmt === "jpeg" ? "jpg" : fmt);
+/** The format of a result from its media type (for its file name when the server gave none). */
+function formatOfType(type, run) {
+  const t = (type || "").split(";")[0].trim().toLowerCase();
+  const known = { "image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp", "image/tiff": "tiff",
+                  "image/heic": "heic", "image/heif": "heic", "image/avif": "avif" };
+  return known[t] || (run.info && run.info.format) || "png";
+}
 
 /** The API's ?strength=0..1 for a position of the strength slider (0..100 %), e.g. "1", "0.7". */
 const strengthOf = (percent) => String(Number((Number(percent) / 100).toFixed(2)));
@@ -72,7 +79,8 @@ function doneText(run, out, width, height, seconds) {
 }
 
 // ---------------------------------------------------------------------------------------- models
-function modelDetails(m) {
+/** What is known of a model: {name, psnr (validation PSNR in dB, or null), date (a Date, or null)}. */
+function modelFacts(m) {
   const card = m.card || {};
   const known = state.modelInfo[m.id] || {};
   let psnr = null;
@@ -92,37 +100,89 @@ function modelDetails(m) {
   let date = null;
   if (typeof stamp === "number") date = new Date(stamp * 1000);
   else if (typeof stamp === "string" && !Number.isNaN(Date.parse(stamp))) date = new Date(stamp);
-  const name = m.name || card.name;
-  const label = name && name !== m.id && name !== "model" ? `${name} (${m.id})` : m.id;
-  const parts = [label];
-  if (card.architecture) parts.push(card.architecture);
-  parts.push(date ? date.toISOString().slice(0, 10) : m.shipped ? "shipped" : "date unknown");
-  if (psnr != null) parts.push(`${psnr.toFixed(2)} dB`);
+  const given = m.name || card.name;
+  const name = given && given !== "model" ? given : m.id;
+  return { name, psnr: psnr == null ? null : Number(psnr), date, architecture: card.architecture };
+}
+
+/** The short label of a model: "name · 29.87 dB" (the name alone when no PSNR is known). */
+function modelLabel(m) {
+  const f = modelFacts(m);
+  return f.psnr != null ? `${f.name} · ${f.psnr.toFixed(2)} dB` : f.name;
+}
+
+/** The long description of a model (its tooltip): id, architecture, date, PSNR. */
+function modelDetails(m) {
+  const f = modelFacts(m);
+  const parts = [f.name !== m.id ? `${f.name} (${m.id})` : m.id];
+  if (f.architecture) parts.push(f.architecture);
+  parts.push(f.date ? f.date.toISOString().slice(0, 10) : m.shipped ? "shipped" : "date unknown");
+  if (f.psnr != null) parts.push(`validation PSNR ${f.psnr.toFixed(2)} dB`);
+  if (m.active) parts.push("active: answers /denoise");
   return parts.join(" · ");
 }
 
 async function loadModels() {
   const sel = $("model");
   try {
-    const resp = await fetch("/models");
+    const resp = await fetch("/models", { cache: "no-store" });
     if (!resp.ok) throw new Error(await errorText(resp));
     const body = await resp.json();
+    state.models = body.models;
     const chosen = sel.dataset.touched ? sel.value : null;
     sel.innerHTML = "";
     const init = $("init");
     const start = init.value;
     init.length = 1;  // keep "a fresh network"
     for (const m of body.models) {
-      const text = modelDetails(m);
+      const text = modelLabel(m);
       const from = new Option(text, m.id, false, m.id === start);
+      from.title = modelDetails(m);
       init.appendChild(from);
-      const opt = new Option(text + (m.active ? " — active" : ""), m.id);
+      const opt = new Option(text + (m.active ? " ✓ active" : ""), m.id);
+      opt.title = modelDetails(m);
       opt.selected = chosen ? m.id === chosen : m.active;
       sel.appendChild(opt);
     }
+    renderModels();
   } catch (e) {
     say($("status"), `Could not list the models: ${e.message}`, true);
   }
+}
+
+/** The models, in the training panel: one line each, with "Use" and "Delete" (trained models only). */
+function renderModels() {
+  const ul = $("models");
+  ul.replaceChildren();
+  for (const m of state.models || []) {
+    const li = document.createElement("li");
+    li.dataset.model = m.id;
+    li.classList.toggle("active", Boolean(m.active));
+    const text = document.createElement("span");
+    text.className = "job-text";
+    text.textContent = modelLabel(m) + (m.active ? " ✓ active" : "");
+    text.title = modelDetails(m);
+    const actions = document.createElement("div");
+    actions.className = "job-actions";
+    const label = modelLabel(m);
+    if (!m.active) actions.appendChild(actionButton("Use", "activate", () => activateModel(m.id), `Use ${label}`));
+    if (!m.shipped && !m.active) {
+      actions.appendChild(actionButton("Delete", "delete danger", () => deleteModel(m.id), `Delete ${label}`));
+    }
+    li.append(text, actions);
+    ul.appendChild(li);
+  }
+}
+
+/** A button whose accessible name begins with its visible text (axe: label-content-name-mismatch). */
+function actionButton(text, cls, onClick, name) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = cls;
+  b.textContent = text;
+  if (name && name !== text) b.setAttribute("aria-label", name);
+  b.addEventListener("click", onClick);
+  return b;
 }
 
 // ---------------------------------------------------------------------------------------- checks
@@ -161,8 +221,41 @@ async function imageInfo(file) {
     if (header === 12) return { format: "bmp", width: dv.getUint16(18, true), height: dv.getUint16(20, true) };
     return { format: "bmp", width: Math.abs(dv.getInt32(18, true)), height: Math.abs(dv.getInt32(22, true)) };
   }
-  if (n >= 8 && (ascii(dv, 0, 4) === "II*\0" || ascii(dv, 0, 4) === "MM\0*")) return tiffInfo(file, ascii(dv, 0, 2) === "II");
-  if (n >= 8 && (ascii(dv, 0, 4) === "II+\0" || ascii(dv, 0, 4) === "MM\0+")) return { format: "tiff", width: null };
+  // camera RAW: the server decodes it (LibRaw) and checks its decoded size; the page checks only the magic
+  if (n >= 15 && ascii(dv, 0, 15) === "FUJIFILMCCD-RAW") return { format: "raf", raw: true, width: null };
+  const magic = n >= 4 ? ascii(dv, 0, 4) : "";
+  if (RAW_MAGIC[magic]) return { format: RAW_MAGIC[magic], raw: true, width: null };
+  if (n >= 12 && ascii(dv, 4, 4) === "ftyp") return ftypInfo(dv);
+  if (n >= 8 && (magic === "II*\0" || magic === "MM\0*")) {
+    const suffix = (file.name.match(/\.([^.]+)$/) || [])[1];
+    const raw = suffix && RAW_SUFFIXES.includes(suffix.toLowerCase());
+    if (raw || (n >= 10 && ascii(dv, 8, 2) === "CR")) return { format: raw ? suffix.toLowerCase() : "cr2", raw: true, width: null };
+    const info = await tiffInfo(file, magic === "II*\0");
+    return info.dng ? { format: "dng", raw: true, width: null } : info;
+  }
+  if (n >= 8 && (magic === "II+\0" || magic === "MM\0+")) return { format: "tiff", width: null };
+  return null;
+}
+
+/** TIFF-structured RAWs with a magic of their own (Olympus, Panasonic). */
+const RAW_MAGIC = { IIRO: "orf", IIRS: "orf", MMOR: "orf", "IIU\0": "rw2" };
+/** Extensions of the TIFF-based camera RAW formats: their header alone reads as a TIFF. */
+const RAW_SUFFIXES = ["dng", "cr2", "nef", "nrw", "arw", "srf", "sr2", "orf", "rw2", "rwl", "pef", "srw", "3fr",
+                      "iiq", "erf", "kdc", "dcr", "mos"];
+/** ISO base media file brands: HEIF (HEIC) and AVIF images, Canon CR3. */
+const HEIF_BRANDS = ["heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1"];
+const AVIF_BRANDS = ["avif", "avis"];
+
+function ftypInfo(dv) {
+  const size = Math.min(dv.getUint32(0), dv.byteLength);
+  const major = ascii(dv, 8, 4);
+  const brands = [major];
+  for (let at = 16; at + 4 <= size; at += 4) brands.push(ascii(dv, at, 4));
+  if (major === "crx ") return { format: "cr3", raw: true, width: null };
+  if (AVIF_BRANDS.includes(major)) return { format: "avif", width: null };
+  if (["heic", "heix", "heim", "heis", "hevc", "hevx"].includes(major)) return { format: "heic", width: null };
+  if (brands.some((b) => AVIF_BRANDS.includes(b))) return { format: "avif", width: null };
+  if (brands.some((b) => HEIF_BRANDS.includes(b))) return { format: "heic", width: null };
   return null;
 }
 
@@ -192,6 +285,7 @@ async function tiffInfo(file, little) {
       const tag = dv.getUint16(i * 12, little), type = dv.getUint16(i * 12 + 2, little);
       tags[tag] = type === 3 ? dv.getUint16(i * 12 + 8, little) : dv.getUint32(i * 12 + 8, little);
     }
+    if (tags[50706] !== undefined) return { format: "dng", dng: true, width: null };  // DNGVersion
     return { format: "tiff", width: tags[256] ?? null, height: tags[257] ?? null };
   } catch (e) {
     return { format: "tiff", width: null };
@@ -211,7 +305,7 @@ async function checkFile(file) {
   }
   const info = await imageInfo(file);
   if (!info) {
-    throw new UserError(`${file.name} is not a readable image: choose a PNG, JPEG, TIFF, WebP or BMP file.`);
+    throw new UserError(`${file.name} is not a readable image: choose a PNG, JPEG, HEIC, AVIF, TIFF, WebP or BMP file, or a camera RAW (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2).`);
   }
   if (lim && info.width && info.height) {
     const pixels = info.width * info.height;
@@ -253,8 +347,18 @@ function objectUrl(run, blob) {
   return url;
 }
 
+/** Tell the server to stop a background job this page no longer wants (Cancel, a newer pick, leaving the page):
+ * DELETE /denoise/jobs/{id} stops it at its next tile and removes its upload and result. keepalive, so that it is
+ * still sent while the page unloads. */
+function forgetJob(run) {
+  if (!run || !run.jobId || run.jobDone || run.jobForgotten) return;
+  run.jobForgotten = true;
+  fetch(`/denoise/jobs/${encodeURIComponent(run.jobId)}`, { method: "DELETE", keepalive: true }).catch(() => {});
+}
+
 function dropRun(run) {
   if (!run) return;
+  forgetJob(run);
   run.ctrl.abort();
   clearInterval(run.ticker);
   if (run !== state.shownRun) run.urls.forEach((u) => URL.revokeObjectURL(u));
@@ -262,6 +366,7 @@ function dropRun(run) {
 
 function clearResult() {
   $("viewer").hidden = true;
+  $("empty").hidden = false;
   for (const id of ["before", "after"]) $(id).removeAttribute("src");
   $("download").removeAttribute("href");
   if (state.shownRun) state.shownRun.urls.forEach((u) => URL.revokeObjectURL(u));
@@ -279,8 +384,14 @@ function showWork(run, on) {
     bar.removeAttribute("value");  // indeterminate: a single request tells nothing until it ends
   }
   const secs = Math.round((performance.now() - run.t0) / 1000);
-  const tiles = run.job && run.tiles ? `${run.tiles.done} of ${run.tiles.total} tiles, ` : "";
-  $("work-text").textContent = run.job ? `${run.stage || "queued"}: ${tiles}${secs} s` : `${secs} s`;
+  if (!run.job) {
+    $("work-text").textContent = `${secs} s`;
+    return;
+  }
+  const t = run.tiles;
+  const tiles = t && t.total > 0 ? `${t.done} of ${t.total} tiles` : "starting…";  // never "0 of 0 tiles"
+  const eta = run.stage === "running" && t && t.total > 0 ? etaText(run.eta) : "";
+  $("work-text").textContent = `${run.stage || "queued"}: ${tiles}${eta}, ${secs} s`;
 }
 
 /** Denoise ``file``: the latest call wins; an earlier one still running is aborted and never touches the page. */
@@ -298,6 +409,7 @@ async function denoise(file) {
   try {
     const info = await checkFile(file);
     if (!current()) return;
+    run.info = info;
     const lim = state.limits;
     run.job = Boolean(lim && info.width && info.height && info.width * info.height > lim.page_job_pixels);
     say($("status"), `Denoising ${file.name} (${mb(file.size)}${info.width ? `, ${info.width}×${info.height}` : ""})…`);
@@ -339,8 +451,7 @@ function upload(file) {
 async function viaRequest(run) {
   const resp = await fetch(`/denoise?${query(run)}`, { method: "POST", body: upload(run.file), signal: run.ctrl.signal });
   if (!resp.ok) throw new UserError(await refusal(resp, run.file));
-  const blob = await resp.blob();
-  return { url: objectUrl(run, blob), model: resp.headers.get("X-Model-Id"), sigma: resp.headers.get("X-Noise-Sigma") };
+  return resultOf(run, resp);
 }
 
 async function viaJob(run) {
@@ -356,6 +467,8 @@ async function viaJob(run) {
     const job = await r.json();
     run.stage = job.status;
     run.tiles = job.progress;
+    run.eta = job.eta_seconds;
+    if (FINISHED.includes(job.status)) run.jobDone = true;
     run.fraction = job.status === "succeeded" ? 1 : job.progress.fraction;
     showWork(run, true);
     if (job.status === "failed") throw new UserError(`Could not denoise ${run.file.name}: ${job.error}`);
@@ -363,8 +476,16 @@ async function viaJob(run) {
   }
   const res = await fetch(`/denoise/jobs/${id}/result`, { signal, cache: "no-store" });
   if (!res.ok) throw new UserError(`Could not fetch the result for ${run.file.name}: ${await errorText(res)}`);
-  return { url: objectUrl(run, await res.blob()), model: res.headers.get("X-Model-Id"),
-           sigma: res.headers.get("X-Noise-Sigma") };
+  return resultOf(run, res);
+}
+
+/** The answer's blob URL, model, noise estimate, and the file name the server gave it. */
+async function resultOf(run, resp) {
+  const blob = await resp.blob();
+  const disposition = resp.headers.get("Content-Disposition") || "";
+  const named = disposition.match(/filename\*?=(?:UTF-8'')?"?([^";]+)"?/i);
+  return { url: objectUrl(run, blob), blob, model: resp.headers.get("X-Model-Id"), sigma: resp.headers.get("X-Noise-Sigma"),
+           type: blob.type || resp.headers.get("Content-Type") || "", name: named ? decodeURIComponent(named[1]) : null };
 }
 
 function decodes(url) {
@@ -394,7 +515,15 @@ function loadImg(img, url) {
 
 async function show(run, beforeUrl, out) {
   const before = $("before"), after = $("after");
-  const [okAfter, okBefore] = await Promise.all([loadImg(after, out.url), loadImg(before, beforeUrl)]);
+  let shownUrl = out.url;
+  if (!(await decodes(out.url)) && run === state.run) {
+    // a result this browser cannot display (TIFF, HEIC, ...): shown through /preview, downloaded as it is
+    const form = new FormData();
+    form.append("file", out.blob, out.name || "result");
+    const resp = await fetch("/preview", { method: "POST", body: form, signal: run.ctrl.signal });
+    if (resp.ok) shownUrl = objectUrl(run, await resp.blob());
+  }
+  const [okAfter, okBefore] = await Promise.all([loadImg(after, shownUrl), loadImg(before, beforeUrl)]);
   if (run !== state.run) return;
   if (!okAfter || !okBefore) {
     fail(run, `This browser cannot display the ${okAfter ? "photo" : "result"} of ${run.file.name}.`);
@@ -404,11 +533,12 @@ async function show(run, beforeUrl, out) {
   const base = run.file.name.replace(/\.[^.]+$/, "") || "photo";
   const dl = $("download");
   dl.href = out.url;
-  dl.download = `${base}-denoised.${ext(run.format)}`;
+  dl.download = out.name || `${base}-denoised.${ext(run.format !== "auto" ? run.format : formatOfType(out.type, run))}`;
   const w = after.naturalWidth, h = after.naturalHeight;
   const same = state.shown && state.shown.file === run.file && state.shown.width === w && state.shown.height === h;
   state.shown = { file: run.file, width: w, height: h };
   $("stage").setAttribute("aria-label", `Before and after comparison of ${run.file.name}`);
+  $("empty").hidden = true;
   $("viewer").hidden = false;
   if (same) layout(); else resetView(w, h);
   const secs = ((performance.now() - run.t0) / 1000).toFixed(1);
@@ -455,16 +585,24 @@ function stageSize() {
   return { W: stage.clientWidth, H: stage.clientHeight };
 }
 
-/** Size the stage to the photo at fit (so that no empty band sits under it) and compute the fit scale. */
+/** The desktop layout (style.css): the view fills the window beside the rail of controls. */
+const DESKTOP = "(min-width: 800px)";
+/** "Fit" never enlarges a photo past one image pixel per CSS pixel; on a high-density screen it may go past one
+ * image pixel per device pixel ("100%"), so that a 500-px-wide photo fills a 390-px-wide phone. */
+const FIT_CAP = 1;
+
+/** Size the stage to the photo at fit (so that no empty band sits under it) and compute the fit scale. On a
+ * desktop the stage may be as tall as the space left to the view; elsewhere three quarters of the window. */
 function layout() {
   if (!view.w) return;
   const stage = $("stage");
   const W = stage.clientWidth;
-  const maxH = Math.max(MIN_STAGE, Math.round(window.innerHeight * 0.75));
-  const s = Math.min(W / view.w, maxH / view.h, 1 / dpr());
+  const room = window.matchMedia(DESKTOP).matches ? $("stage-box").clientHeight : Math.round(window.innerHeight * 0.75);
+  const maxH = Math.max(MIN_STAGE, room - (stage.offsetHeight - stage.clientHeight));
+  const s = Math.min(W / view.w, maxH / view.h, FIT_CAP);
   const H = Math.max(MIN_STAGE, Math.min(maxH, Math.round(view.h * s)));
   stage.style.height = `${H + stage.offsetHeight - stage.clientHeight}px`;  // border-box: H inside the borders
-  view.fitScale = Math.min(W / view.w, H / view.h, 1 / dpr());
+  view.fitScale = Math.min(W / view.w, H / view.h, FIT_CAP);
   if (view.fit) view.scale = view.fitScale;
   render();
 }
@@ -584,7 +722,31 @@ function flip() {
   render();
 }
 
+const HELP = {
+  pointer: "Left of the line: the photo as sent; right: denoised. Drag the line to move it, drag the photo to pan, " +
+           "use the wheel or pinch to zoom; keys: B flips between before and after, + and − zoom, 0 fits, 1 shows " +
+           "100%, arrows pan.",
+  touch: "Left of the line: the photo as sent; right: denoised. Drag the line to move it, drag the photo to pan, " +
+         "pinch to zoom, and choose fit or 100% in Zoom.",
+};
+
+/** The viewer's help, in the words of the screen it is read on (no wheel or keys on a touch screen), folded
+ * behind the "?" button. */
+function setupHelp() {
+  const touch = window.matchMedia("(pointer: coarse)");
+  const words = () => { $("split-help").textContent = touch.matches ? HELP.touch : HELP.pointer; };
+  words();
+  if (touch.addEventListener) touch.addEventListener("change", words);
+  $("help-toggle").addEventListener("click", () => {
+    const open = $("help-toggle").getAttribute("aria-expanded") !== "true";
+    $("help-toggle").setAttribute("aria-expanded", String(open));
+    $("split-help").hidden = !open;
+    layout();
+  });
+}
+
 function setupViewer() {
+  setupHelp();
   const stage = $("stage");
   const pointers = new Map();
   let gesture = null;
@@ -791,23 +953,16 @@ function renderJobs() {
     li.querySelector(".job-text").textContent = jobLine(job);
     li.querySelector("progress").value = job.progress.fraction;
     const actions = li.querySelector(".job-actions");
-    const signature = `${job.status}|${job.id === state.followed}|${job.model_id || ""}`;
+    const signature = `${job.status}|${job.id === state.followed}|${job.model_id ? modelName(job.model_id) : ""}`;
     if (actions.dataset.signature !== signature) {
       actions.dataset.signature = signature;
       actions.replaceChildren();
-      const button = (label, cls, onClick, aria) => {
-        const b = document.createElement("button");
-        b.type = "button";
-        b.className = cls;
-        b.textContent = label;
-        b.setAttribute("aria-label", aria);
-        b.addEventListener("click", onClick);
-        actions.appendChild(b);
-      };
-      if (job.id !== state.followed) button("Show", "show", () => follow(job.id), `show job ${job.id} in the chart`);
-      if (!FINISHED.includes(job.status)) button("Cancel", "cancel", () => cancelJob(job.id), `cancel job ${job.id}`);
+      // each accessible name begins with the button's visible text (axe: label-content-name-mismatch)
+      const button = (label, cls, onClick, aria) => actions.appendChild(actionButton(label, cls, onClick, aria));
+      if (job.id !== state.followed) button("Show", "show", () => follow(job.id), `Show job ${job.id} in the chart`);
+      if (!FINISHED.includes(job.status)) button("Cancel", "cancel", () => cancelJob(job.id), `Cancel job ${job.id}`);
       if (job.status === "succeeded" && job.model_id) {
-        button("Use this model", "activate", () => activateModel(job.model_id), `use model ${job.model_id} for denoising`);
+        button("Use this model", "activate", () => activateModel(job.model_id), `Use this model: ${modelName(job.model_id)}`);
       }
     }
     return li;
@@ -838,7 +993,8 @@ function renderFollowed() {
   $("progress").value = p.fraction;
   const pts = (state.points[job.id] = state.points[job.id] || []);
   if (m.loss != null && (!pts.length || pts[pts.length - 1].step !== p.step)) pts.push({ step: p.step, loss: m.loss });
-  say($("train-status"), jobLine(job), job.status === "failed");
+  // the job's own line is in the list below (once); this caption says which job the chart and the bar show
+  say($("train-status"), `In the chart: job ${job.id} (${job.status})`, job.status === "failed");
   $("cancel").disabled = FINISHED.includes(job.status);
   $("activate").disabled = !(job.status === "succeeded" && job.model_id);
   drawFollowed();
@@ -894,8 +1050,60 @@ async function cancelJob(id) {
   await refreshJobs();
 }
 
+/** The short label of a model by id ("name · dB"), from the model list or, until it is listed, its job. */
+function modelName(id) {
+  const m = (state.models || []).find((x) => x.id === id);
+  if (m) return modelLabel(m);
+  const psnr = (state.modelInfo[id] || {}).psnr;
+  return psnr != null ? `${id} · ${Number(psnr).toFixed(2)} dB` : id;
+}
+
+/** Ask before switching the model that answers /denoise: the new model's validation PSNR against the active one's,
+ * with a warning when it is lower. Resolves true to go on. */
+function confirmModel(modelId) {
+  const models = state.models || [];
+  const next = models.find((m) => m.id === modelId), active = models.find((m) => m.active);
+  const nextPsnr = next ? modelFacts(next).psnr : (state.modelInfo[modelId] || {}).psnr ?? null;
+  const activePsnr = active ? modelFacts(active).psnr : null;
+  const db = (v) => (v == null ? "unknown" : `${Number(v).toFixed(2)} dB`);
+  $("confirm-text").textContent = `New model ${modelName(modelId)}: validation PSNR ${db(nextPsnr)}. ` +
+    (active ? `Active model ${modelLabel(active)}: validation PSNR ${db(activePsnr)}.` : "No model is active.");
+  const warn = $("confirm-warning");
+  if (nextPsnr != null && activePsnr != null && nextPsnr < activePsnr) {
+    warn.textContent = `Warning: the new model's validation PSNR is ${(activePsnr - nextPsnr).toFixed(2)} dB lower ` +
+                       "than the active one's: it is likely to denoise worse.";
+    warn.hidden = false;
+  } else if (nextPsnr == null) {
+    warn.textContent = "Warning: the new model's validation PSNR is unknown.";
+    warn.hidden = false;
+  } else {
+    warn.hidden = true;
+  }
+  const dialog = $("confirm-model");
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    dialog.showModal();
+    $("confirm-no").focus();
+  });
+}
+
+async function deleteModel(modelId) {
+  if (!modelId || needToken("delete a model")) return;
+  if (!window.confirm(`Delete model ${modelName(modelId)} and its files? This cannot be undone.`)) return;
+  const resp = await fetch(`/models/${encodeURIComponent(modelId)}`, { method: "DELETE", headers: authHeaders() });
+  if (!resp.ok && resp.status !== 404) {
+    say($("train-status"), `Could not delete model ${modelId}: ${await errorText(resp)}`, true);
+    return;
+  }
+  say($("train-status"), `Model ${modelId} deleted.`);
+  if ($("model").value === modelId) delete $("model").dataset.touched;
+  await loadModels();
+}
+
 async function activateModel(modelId) {
   if (!modelId || needToken("switch models")) return;
+  if (!(await confirmModel(modelId))) return;
   const resp = await fetch(`/models/${modelId}/activate`, { method: "POST", headers: authHeaders() });
   if (!resp.ok) {
     say($("train-status"), `Could not activate model ${modelId}: ${await errorText(resp)}`, true);
@@ -906,13 +1114,37 @@ async function activateModel(modelId) {
   await loadModels();
 }
 
-/** The chart, drawn at the canvas's displayed size times devicePixelRatio, so its 12-px text stays 12 px on a
- * phone. Labels sit outside the plot; a flat series sits mid-height, never on the frame. The plot's rectangle
- * (CSS pixels) is left in data-plot. */
+/** About ``n`` round values (1, 2 or 5 times a power of ten apart) from lo to hi. */
+function niceTicks(lo, hi, n = 5) {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / Math.max(1, n);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag)
+    .reduce((best, st) => (Math.abs(Math.log(st / raw)) < Math.abs(Math.log(best / raw)) ? st : best));
+  const out = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+/** Ticks of a log10 axis from lo to hi (exponents): 1, 2 and 5 times powers of ten, as exponents. */
+function logTicks(lo, hi) {
+  const all = [];
+  for (let d = Math.floor(lo); d <= Math.ceil(hi); d++) for (const m of [1, 2, 5]) all.push(d + Math.log10(m));
+  let ticks = all.filter((v) => v >= lo - 1e-9 && v <= hi + 1e-9);
+  if (ticks.length > 7) ticks = ticks.filter((v) => Math.abs(v - Math.round(v)) < 1e-9);
+  if (ticks.length < 2) ticks = niceTicks(10 ** lo, 10 ** hi, 4).filter((v) => v > 0).map((v) => Math.log10(v));
+  return ticks;
+}
+
+/** The chart, drawn at the canvas's displayed size (the card's width) times devicePixelRatio, so its 12-px text
+ * stays 12 px on a phone. Real axis ticks: steps along the bottom, loss (log scale) on the left, PSNR on the right,
+ * with light grid lines; labels sit outside the plot; a flat series sits mid-height, never on the frame. The
+ * plot's rectangle (CSS pixels) is left in data-plot, the tick values in data-ticks. */
 function drawChart(lossPts, psnrPts, total = 1) {
   const c = $("chart");
   const d = dpr();
-  const cssW = Math.max(1, Math.round(c.clientWidth || 640)), cssH = Math.max(1, Math.round(c.clientHeight || 220));
+  if (!c.clientWidth) return;  // folded away: drawn when shown
+  const cssW = Math.max(1, Math.round(c.clientWidth)), cssH = Math.max(1, Math.round(c.clientHeight || 240));
   if (c.width !== Math.round(cssW * d) || c.height !== Math.round(cssH * d)) {
     c.width = Math.round(cssW * d);
     c.height = Math.round(cssH * d);
@@ -925,32 +1157,48 @@ function drawChart(lossPts, psnrPts, total = 1) {
   const range = (pts, key, log) => {
     if (!pts.length) return null;
     const vals = pts.map((p) => (log ? Math.log10(Math.max(p[key], 1e-12)) : p[key]));
-    let lo = Math.min(...vals), hi = Math.max(...vals);
+    const lo = Math.min(...vals), hi = Math.max(...vals);
     const span = hi - lo;
     const padBy = span > 1e-9 ? span * 0.1 : Math.max(Math.abs(hi) * 0.05, 0.5);
-    return { vals, dataLo: lo, dataHi: hi, lo: lo - padBy, hi: hi + padBy, log };
+    const r = { vals, dataLo: lo, dataHi: hi, lo: lo - padBy, hi: hi + padBy, log };
+    r.ticks = log ? logTicks(r.lo, r.hi) : niceTicks(r.lo, r.hi, 4);
+    r.ticks = r.ticks.filter((v) => v >= r.lo && v <= r.hi);
+    return r;
   };
   const lossR = range(lossPts, "loss", true), psnrR = range(psnrPts, "val_psnr", false);
-  const fmt = (r, v) => (r.log ? (10 ** v).toPrecision(3) : v.toFixed(2));
-  const width = (r) => (r ? Math.max(ctx.measureText(fmt(r, r.dataHi)).width, ctx.measureText(fmt(r, r.dataLo)).width) : 0);
-  const left = Math.ceil(Math.max(width(lossR), 8)) + 10, right = Math.ceil(Math.max(width(psnrR), 8)) + 10;
-  const top = 10, bottom = 22;
+  const fmt = (r, v) => {
+    if (r.log) return Number((10 ** v).toPrecision(2)).toString();
+    const step = r.ticks.length > 1 ? r.ticks[1] - r.ticks[0] : 1;
+    return v.toFixed(step >= 1 ? 0 : step >= 0.1 ? 1 : 2);
+  };
+  const width = (r) => (r ? Math.max(8, ...r.ticks.map((v) => ctx.measureText(fmt(r, v)).width)) : 8);
+  const left = Math.ceil(width(lossR)) + 12, right = Math.ceil(width(psnrR)) + 12;
+  const top = 10, bottom = 24;
   const plot = { x: left, y: top, w: Math.max(10, cssW - left - right), h: Math.max(10, cssH - top - bottom) };
   c.dataset.plot = JSON.stringify(plot);
-  ctx.strokeStyle = "#d7dbe0";
-  ctx.lineWidth = 1;
-  ctx.strokeRect(plot.x + 0.5, plot.y + 0.5, plot.w - 1, plot.h - 1);
-  ctx.fillStyle = "#5b6470";
-  if (lossPts.length || psnrPts.length) {
-    ctx.textAlign = "left";
-    ctx.fillText("step 0", plot.x, plot.y + plot.h + 11);
-    ctx.textAlign = "right";
-    ctx.fillText(`${total}`, plot.x + plot.w, plot.y + plot.h + 11);
-  }
+  const xTicks = lossPts.length || psnrPts.length ? niceTicks(0, total || 1, Math.max(2, Math.floor(plot.w / 90))) : [];
+  c.dataset.ticks = JSON.stringify({ x: xTicks, loss: lossR ? lossR.ticks.map((v) => 10 ** v) : [],
+                                     psnr: psnrR ? psnrR.ticks : [] });
   const x = (s) => plot.x + plot.w * Math.min(1, Math.max(0, s / (total || 1)));
+  const yOf = (r) => (v) => plot.y + plot.h - plot.h * ((v - r.lo) / (r.hi - r.lo));
+  // grid lines and tick marks (light grey), then the frame
+  ctx.strokeStyle = "#e6e9ed";
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  for (const t of xTicks) { const px = Math.round(x(t)) + 0.5; ctx.moveTo(px, plot.y); ctx.lineTo(px, plot.y + plot.h + 4); }
+  if (lossR) for (const t of lossR.ticks) { const py = Math.round(yOf(lossR)(t)) + 0.5; ctx.moveTo(plot.x - 4, py); ctx.lineTo(plot.x + plot.w, py); }
+  if (psnrR) for (const t of psnrR.ticks) { const py = Math.round(yOf(psnrR)(t)) + 0.5; ctx.moveTo(plot.x + plot.w, py); ctx.lineTo(plot.x + plot.w + 4, py); }
+  ctx.stroke();
+  ctx.strokeStyle = "#d7dbe0";
+  ctx.strokeRect(plot.x + 0.5, plot.y + 0.5, plot.w - 1, plot.h - 1);
+  ctx.fillStyle = "#3d444d";
+  xTicks.forEach((t, i) => {
+    ctx.textAlign = i === 0 ? "left" : i === xTicks.length - 1 && x(t) > plot.x + plot.w - 20 ? "right" : "center";
+    ctx.fillText(i === 0 ? `step ${t}` : `${t}`, x(t), plot.y + plot.h + 13);
+  });
   const series = (pts, r, color, side) => {
     if (!r) return;
-    const y = (v) => plot.y + plot.h - plot.h * ((v - r.lo) / (r.hi - r.lo));
+    const y = yOf(r);
     ctx.strokeStyle = color;
     ctx.fillStyle = color;
     ctx.lineWidth = 2;
@@ -961,9 +1209,7 @@ function drawChart(lossPts, psnrPts, total = 1) {
     ctx.fillStyle = "#3d444d";
     ctx.textAlign = side === "left" ? "right" : "left";
     const tx = side === "left" ? plot.x - 6 : plot.x + plot.w + 6;
-    const yHi = y(r.dataHi), yLo = y(r.dataLo);
-    ctx.fillText(fmt(r, r.dataHi), tx, yHi);
-    if (Math.abs(yLo - yHi) >= 14) ctx.fillText(fmt(r, r.dataLo), tx, yLo);
+    for (const t of r.ticks) ctx.fillText(fmt(r, t), tx, y(t));
   };
   series(lossPts, lossR, "#0b5fff", "left");
   series(psnrPts, psnrR, "#c2410c", "right");
@@ -972,7 +1218,16 @@ function drawChart(lossPts, psnrPts, total = 1) {
 // ---------------------------------------------------------------------------------------- wiring
 function loadLimits() {
   state.limitsReady = fetch("/limits").then((r) => (r.ok ? r.json() : null)).catch(() => null)
-    .then((lim) => { state.limits = lim; return lim; });
+    .then((lim) => {
+      state.limits = lim;
+      // the output menu offers what this server writes ("same as the photo" always)
+      if (lim && Array.isArray(lim.output_formats)) {
+        for (const opt of [...$("format").options]) {
+          if (opt.value !== "auto" && !lim.output_formats.includes(opt.value)) opt.remove();
+        }
+      }
+      return lim;
+    });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -1005,6 +1260,8 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }).catch(() => {});
   drawChart([], [], 1);
+  $("training-panel").addEventListener("toggle", drawFollowed);  // a folded chart is drawn when unfolded
+  window.addEventListener("pagehide", () => forgetJob(state.run));  // leaving: the server stops the job
   refreshJobs();  // the jobs running or finished before this page was (re)loaded, and their progress
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshJobs(); });
 });

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .database import Database, StoreConfigError, open_database
+from .database import Database, StoreConfigError, database_url, open_database
 from .datasets import DatasetRows
 from .jobs import JobStore
-from .migrate import upgrade
+from .migrate import sqlite_lock, upgrade, upgrade_locked
 from .models import ModelGone, ModelInUse, ModelRows
 
 __all__ = ["Database", "DatasetRows", "JobStore", "ModelGone", "ModelInUse", "ModelRows", "StoreConfigError",
@@ -19,8 +19,26 @@ __all__ = ["Database", "DatasetRows", "JobStore", "ModelGone", "ModelInUse", "Mo
 
 def open_store(url: str | None, data_dir: Path) -> Database:
     """The configured database, connected and migrated to the newest schema (what every process runs
-    on start). Raises StoreConfigError (one line, no password) when N2N_DATABASE_URL is wrong."""
+    on start). Raises StoreConfigError (one line, no password) when N2N_DATABASE_URL is wrong.
+
+    Processes that start together open it one at a time: on SQLite the first connection (which turns a
+    new file to WAL mode) and the migration run under a file lock beside the database, on PostgreSQL the
+    migration under an advisory lock; the others wait for it (see ``migrate``)."""
     Path(data_dir).mkdir(parents=True, exist_ok=True)
+    sa_url = database_url(url, data_dir)
+    if sa_url.get_backend_name() == "sqlite":
+        with sqlite_lock(sa_url):
+            db = open_database(url, data_dir)
+            try:
+                upgrade_locked(db, data_dir)
+            except BaseException:
+                db.dispose()
+                raise
+        return db
     db = open_database(url, data_dir)
-    upgrade(db, data_dir)
+    try:
+        upgrade(db, data_dir)
+    except BaseException:
+        db.dispose()
+        raise
     return db

@@ -2,12 +2,15 @@
 
 One SQLAlchemy Core engine serves both. On SQLite every transaction starts with ``BEGIN IMMEDIATE``
 (the write lock is taken first, so a read-then-write such as claiming a job never deadlocks) and the
-database runs in WAL mode, so readers go on while a worker writes progress. On PostgreSQL the
+database runs in WAL mode, so readers go on while a worker writes progress; a connection waits up to
+BUSY_TIMEOUT_SECONDS for another one's lock, turning a new file to WAL mode included (``_wal_mode``). On PostgreSQL the
 connections are pooled and checked before use, so a server restart costs one retry, not a crash.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 SETTING = "N2N_DATABASE_URL"
 SQLITE_FILE = "jobs.sqlite3"  # the name the job store had before the shared store: kept, so upgrades find it
+BUSY_TIMEOUT_SECONDS = 30.0  # an SQLite connection waits this long for another one's write lock
 
 
 class StoreConfigError(RuntimeError):
@@ -69,7 +73,7 @@ def open_database(url: str | None, data_dir: Path, *, check: bool = True) -> Dat
     if sa_url.get_backend_name() == "sqlite":
         if sa_url.database:
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(sa_url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(sa_url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
         _sqlite_pragmas(engine)
     else:
         engine = create_engine(sa_url, pool_pre_ping=True, pool_size=4, max_overflow=8,
@@ -95,10 +99,27 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def on_connect(dbapi_conn, _record) -> None:
         dbapi_conn.isolation_level = None  # transactions are begun below, not by the driver
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        _wal_mode(cur)
         cur.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(conn) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _wal_mode(cur: sqlite3.Cursor) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while the database is locked. Turning a fresh file to WAL takes
+    an exclusive lock for which SQLite does not wait (no busy handler): two processes that open a new
+    store at once would otherwise fail with "database is locked" at once (issue 22)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)

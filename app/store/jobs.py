@@ -164,6 +164,17 @@ class JobStore:
                 cancel_requested=1, updated_at=now))
         return self.get(job_id)
 
+    def resume(self, job_id: str) -> dict[str, Any] | None:
+        """A cancelled job back to the queue, to go on from its last checkpoint (``<data_dir>/jobs/<id>/``:
+        the worker's trainer resumes from it); None when the job is not cancelled (or unknown). Atomic: of
+        two resumes, one wins."""
+        now = time.time()
+        with self.engine.begin() as c:
+            r = c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "cancelled").values(
+                status="queued", cancel_requested=0, finished_at=None, error=None, updated_at=now,
+                note="resumed: goes on from its last checkpoint", **_WORKER_CLEARED))
+        return self.get(job_id) if r.rowcount else None
+
     def requeue(self, job_id: str, note: str, lease: str | None = None) -> bool:
         """Back to the queue (its checkpoint stays): the job lost its worker, or was handed back."""
         with self.engine.begin() as c:

@@ -100,13 +100,14 @@ def test_unknown_or_malformed_ids_are_404(client, job_id):
         assert r.status_code == 404 and r.json()["detail"], path
 
 
-def test_ids_are_distinct_and_unguessable(client):
+def test_ids_are_distinct_and_unguessable(tmp_path, tiny_weights):
     data = png_bytes(rgb(8, 8))
-    ids = [client.post("/denoise/jobs", content=data, headers=PNG).json()["id"] for _ in range(16)]
-    assert len(set(ids)) == len(ids)
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22,}", i) for i in ids)  # >= 128 bits of URL-safe base64
-    for i in ids:
-        _finished(client, i)
+    with TestClient(create_app(make_settings(tmp_path / "d", tiny_weights, max_jobs_per_client=16))) as client:
+        ids = [client.post("/denoise/jobs", content=data, headers=PNG).json()["id"] for _ in range(16)]
+        assert len(set(ids)) == len(ids)
+        assert all(re.fullmatch(r"[A-Za-z0-9_-]{22,}", i) for i in ids)  # >= 128 bits of URL-safe base64
+        for i in ids:
+            _finished(client, i)
 
 
 def test_results_expire_files_included(tmp_path, tiny_weights, monkeypatch):

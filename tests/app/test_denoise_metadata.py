@@ -1,6 +1,7 @@
 """POST /denoise and /denoise/jobs: EXIF and ICC kept (or EXIF stripped), quality, TIFF, 16 bits."""
 
 import io
+import re
 
 import cv2
 import numpy as np
@@ -114,8 +115,11 @@ def test_the_api_documents_the_new_parameters_and_tiff(client):
         op = spec["paths"][path]["post"]
         names = {p["name"]: p for p in op["parameters"]}
         assert {"format", "model", "strength", "quality", "bits", "strip_metadata"} <= set(names)
-        assert names["quality"]["schema"]["minimum"] == 1 and names["quality"]["schema"]["maximum"] == 100
-        assert names["quality"]["schema"]["default"] == 95
+        quality = next(s for s in names["quality"]["schema"].get("anyOf", [names["quality"]["schema"]])
+                       if s.get("type") == "integer")
+        assert quality["minimum"] == 1 and quality["maximum"] == 100
+        assert "input's quality" in names["quality"]["description"]  # no fixed default: a JPEG keeps its own
+        assert "own format" in names["format"]["description"]
         assert "tiff" in names["format"]["schema"]["enum"]
     assert "image/tiff" in spec["paths"]["/denoise"]["post"]["responses"]["200"]["content"]
     assert "image/tiff" in spec["paths"]["/denoise/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
@@ -124,3 +128,49 @@ def test_the_api_documents_the_new_parameters_and_tiff(client):
 def test_tiff_has_no_largest_side():
     check_output_size("tiff", 70_000, 20)  # PNG and TIFF hold any width
     check_output_size("png", 20, 70_000)
+
+
+def test_the_answer_keeps_the_photographers_format_and_quality_by_default(client):
+    from n2n_core import images
+
+    jpeg80 = png_bytes(rgb(40, 56), "JPEG", quality=80)
+    r = client.post("/denoise", content=jpeg80, headers=JPEG)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert images.decode(r.content).quality == 80  # the input's quality, read off its quantisation tables
+    assert r.headers["content-disposition"] == 'inline; filename="denoised.jpeg"'  # a raw body has no name
+    assert images.decode(client.post("/denoise?quality=60", content=jpeg80, headers=JPEG).content).quality == 60
+    for fmt, media in (("TIFF", "image/tiff"), ("PNG", "image/png"), ("BMP", "image/png")):
+        r = client.post("/denoise", content=png_bytes(rgb(), fmt), headers={"content-type": "image/" + fmt.lower()})
+        assert r.status_code == 200 and r.headers["content-type"] == media, fmt
+    job = client.post("/denoise/jobs", content=jpeg80, headers=JPEG)  # jobs answer in the same format
+    assert job.status_code == 202, job.text
+    done = _finished(client, job.json()["id"])
+    result = client.get(f"/denoise/jobs/{done['id']}/result")
+    assert result.headers["content-type"] == "image/jpeg" and images.decode(result.content).quality == 80
+
+
+@pytest.mark.parametrize("sent, named", [
+    ("IMG_1000.jpg", "IMG_1000-denoised.jpg"),
+    ("../../etc/IMG 1001.JPG", "IMG_1001-denoised.JPG"),
+    ("C:\\Users\\me\\shot.jpeg", "shot-denoised.jpeg"),
+    ("a b;c=d.jpg", "a_b_c_d-denoised.jpg"),
+    ('x"y\r\nz.jpg', None),  # quotes and line breaks never reach the header
+    ("photo.png", "photo-denoised.jpeg"),  # a JPEG sent under another name: named by what it is
+    ("...", "denoised.jpeg"),
+])
+def test_downloads_are_named_after_the_uploaded_file(client, sent, named):
+    r = client.post("/denoise", files={"file": (sent, png_bytes(rgb(24, 24), "JPEG"), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    disposition = r.headers["content-disposition"]
+    assert re.fullmatch(r'inline; filename="[A-Za-z0-9._-]+"', disposition), disposition
+    assert named is None or disposition == f'inline; filename="{named}"'
+
+
+def test_bits_16_without_a_format_answers_a_16_bit_png_for_a_jpeg(client):
+    for path in ("/denoise", "/denoise/jobs"):
+        r = client.post(f"{path}?bits=16", content=png_bytes(rgb(24, 32), "JPEG"), headers=JPEG)
+        if path == "/denoise/jobs":
+            assert r.status_code == 202, r.text
+            r = client.get(f"/denoise/jobs/{_finished(client, r.json()['id'])['id']}/result")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", (path, r.text)
+        assert cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16

@@ -28,14 +28,17 @@ def test_a_heic_comes_back_as_heic_upright_with_its_metadata(client):
     data = heic(_scene(), exif=camera_exif("Apple", "iPhone 15 Pro", orientation=6), icc=SRGB)
     r = client.post("/denoise?format=heic", files={"file": ("IMG_0001.HEIC", data, "image/heic")})
     assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == "image/heic" and 'filename="denoised.heic"' in r.headers["content-disposition"]
+    assert r.headers["content-type"] == "image/heic"
+    assert 'filename="IMG_0001-denoised.HEIC"' in r.headers["content-disposition"]
     with Image.open(io.BytesIO(r.content)) as im:
         assert im.format == "HEIF" and im.size == (40, 60) and im.info["bit_depth"] == 8
         assert (im.getexif()[MODEL], im.getexif().get(ORIENTATION, 1), im.info["icc_profile"]) == \
             ("iPhone 15 Pro", 1, SRGB)
-    png = client.post("/denoise", content=data, headers={"content-type": "image/heic"})
+    same = client.post("/denoise", content=data, headers={"content-type": "image/heic"})  # auto: HEIC stays HEIC
+    assert same.status_code == 200 and same.headers["content-type"] == "image/heic"
+    assert Image.open(io.BytesIO(same.content)).size == (40, 60)
+    png = client.post("/denoise?format=png", content=data, headers={"content-type": "image/heic"})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
-    assert Image.open(io.BytesIO(png.content)).size == (40, 60)
 
 
 def test_a_10_bit_heic_stays_deep(client):
@@ -62,7 +65,7 @@ def test_a_dng_is_denoised_by_the_camera_noise_model_into_a_16_bit_tiff(client):
     r = client.post("/denoise", files={"file": ("IMG_0001.DNG", data, "image/x-adobe-dng")})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/tiff" and r.headers["x-model-id"] == raw.CAMERA_NOISE_MODEL
-    assert 'filename="denoised.tiff"' in r.headers["content-disposition"]
+    assert 'filename="IMG_0001-denoised.tiff"' in r.headers["content-disposition"]
     out = tifffile.imread(io.BytesIO(r.content))
     assert out.dtype == np.uint16 and out.shape == (96, 64, 3)  # upright, 16 bits
     with Image.open(io.BytesIO(r.content)) as im:

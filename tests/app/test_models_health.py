@@ -40,4 +40,5 @@ def test_not_ready_without_a_model(tmp_path):
         assert c.get("/healthz").status_code == 200
         r = c.get("/readyz")
         assert r.status_code == 503 and "missing.safetensors" in r.json()["error"]
-        assert str(tmp_path) not in r.text  # no server path in what the service says
+        assert str(tmp_path) not in r.json()["error"]  # no server path in what the service says,
+        assert r.json()["data_dir"] == str(tmp_path / "d")  # but the one field that says where the data lives

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import zipfile
+from datetime import datetime, timedelta
 
 import pytest
 from alembic import command
@@ -51,7 +52,8 @@ def test_a_trained_model_carries_its_name_and_its_measured_metrics(client):
     assert job["metrics"]["best_val_psnr"] >= job["metrics"]["val_psnr"] > 0
     listed = {m["id"]: m for m in client.get("/models").json()["models"]}[job["model_id"]]
     assert listed["name"] == "Été 2024 (garden)" and listed["card"]["name"] == "Été 2024 (garden)"
-    assert listed["created_at"] >= job["created_at"] and listed["shipped"] is False
+    registered, created = (datetime.fromisoformat(t) for t in (listed["created_at"], job["created_at"]))  # ISO 8601
+    assert registered >= created and registered.utcoffset() == timedelta(0) and listed["shipped"] is False
     assert model(client, job["model_id"])["name"] == "Été 2024 (garden)"
     card = listed["card"]
     final, best = card["metrics"][:2]

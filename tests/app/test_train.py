@@ -5,6 +5,7 @@ import os
 import re
 import socket
 import zipfile
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -68,7 +69,8 @@ def test_default_job_runs_reports_progress_and_registers_a_model(client):
     assert j["status"] == "succeeded", j
     assert j["progress"] == {"step": 40, "total": 40, "fraction": 1.0}
     assert j["metrics"]["loss"] > 0 and j["metrics"]["val_psnr"] > 10 and j["metrics"]["history"]
-    assert j["started_at"] >= j["created_at"] and j["finished_at"] >= j["started_at"]
+    times = [datetime.fromisoformat(j[k]) for k in ("created_at", "started_at", "finished_at")]  # ISO 8601
+    assert all(t.utcoffset() == timedelta(0) for t in times) and times == sorted(times)
     assert len(seen_steps) > 2  # progress moved while it ran
     models = client.get("/models").json()
     assert models["active"] == j["model_id"]
@@ -167,3 +169,34 @@ def test_a_job_without_validation_images_says_only_the_loss_was_checked(client):
     job = wait_for(client, r.json()["id"])
     assert job["status"] == "succeeded", job
     assert "no validation images" in job["note"] and "finite-loss" in job["note"], job
+
+
+def test_a_cancelled_job_resumes_from_its_checkpoint(client):
+    r = client.post("/train", json={"dataset": "builtin", "arch": "tiny", "steps": 800, "batch_size": 8,
+                                    "patch_size": 16}, headers=AUTH)
+    jid = r.json()["id"]
+    assert client.post(f"/train/{jid}/resume", headers=AUTH).status_code == 409  # queued: nothing to resume
+    poll_until(lambda: client.get(f"/train/{jid}").json()["progress"]["step"] >= 1, "first step")
+    assert client.post(f"/train/{jid}/cancel", headers=AUTH).status_code == 202
+    cancelled = wait_for(client, jid)
+    assert cancelled["status"] == "cancelled", cancelled
+    stopped_at = cancelled["progress"]["step"]  # where its checkpoint is
+    assert 1 <= stopped_at < 800, stopped_at
+    assert client.post(f"/train/{jid}/resume").status_code == 401  # a token is needed
+    assert client.post("/train/nope/resume", headers=AUTH).status_code == 404
+    resumed = client.post(f"/train/{jid}/resume", headers=AUTH)
+    assert resumed.status_code == 202, resumed.text
+    assert resumed.json()["status"] == "queued" and resumed.json()["finished_at"] is None
+    again = client.post(f"/train/{jid}/resume", headers=AUTH)
+    assert again.status_code == 409 and "only a cancelled job" in again.json()["detail"]
+    seen = []
+
+    def finished():
+        j = client.get(f"/train/{jid}").json()
+        seen.append(j["progress"]["step"])
+        return j if j["status"] in ("succeeded", "failed", "cancelled") else None
+
+    done = poll_until(finished, f"job {jid} finished", every=0.05)
+    assert done["status"] == "succeeded" and done["progress"]["step"] == 800 and done["model_id"], done
+    assert min(seen) >= stopped_at  # it went on from its checkpoint, never from step 0
+    assert client.post(f"/train/{jid}/resume", headers=AUTH).status_code == 409  # succeeded

@@ -35,14 +35,15 @@ def _write_inputs(folder):
     return sorted(folder.iterdir())
 
 
-def test_denoise_writes_one_png_per_input_keeping_modes(tmp_path, tiny, capsys):
+def test_denoise_writes_each_input_in_its_own_format_keeping_modes(tmp_path, tiny, capsys):
     inputs = _write_inputs(tmp_path / "in")
     out = tmp_path / "out" / "nested"
     assert main(["denoise", *map(str, inputs), "--output-dir", str(out), "--weights", str(tiny)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.stem + ".png" for p in inputs)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in inputs)  # JPEG stays JPEG, TIFF TIFF, ...
+    assert [Image.open(out / n).format for n in ("a.jpg", "alpha.webp", "t.tiff")] == ["JPEG", "WEBP", "TIFF"]
     assert Image.open(out / "grey.png").mode == "L"
-    assert Image.open(out / "alpha.png").mode == "RGBA"
-    assert Image.open(out / "a.png").size == (40, 30)
+    assert Image.open(out / "alpha.webp").mode == "RGBA"
+    assert Image.open(out / "a.jpg").size == (40, 30)
     assert cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
@@ -147,7 +148,7 @@ def test_denoise_reads_photos_one_at_a_time_and_skips_a_bad_one_by_name(tmp_path
 
     def counting_read(path):
         reads.append(path)
-        live.append(len(reads) - len(list((tmp_path / "out").glob("*.png"))) if (tmp_path / "out").exists() else 1)
+        live.append(len(reads) - len(list((tmp_path / "out").iterdir())) if (tmp_path / "out").exists() else 1)
         return real_read(path)
 
     monkeypatch.setattr(images, "read", counting_read)
@@ -159,13 +160,13 @@ def test_denoise_reads_photos_one_at_a_time_and_skips_a_bad_one_by_name(tmp_path
     assert main(["denoise", *map(str, inputs), str(bad), "-o", str(tmp_path / "out2"), "--weights", str(tiny)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "zz_bad.png" in err[0] and err[1].startswith("n2n: error: 1 of 6 photos failed"), err
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == sorted(p.stem + ".png" for p in inputs)
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == sorted(p.name for p in inputs)
 
 
 def test_denoise_takes_folders_globs_and_output_formats(tmp_path, tiny, capsys):
     inputs = _write_inputs(tmp_path / "in")
     assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "all"), "--weights", str(tiny)]) == 0
-    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(p.stem + ".png" for p in inputs)
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(p.name for p in inputs)
     pattern = str(tmp_path / "in" / "*.png")
     assert main(["denoise", pattern, "-o", str(tmp_path / "jpg"), "--weights", str(tiny), "--format", "jpeg",
                  "--quality", "80"]) == 0
@@ -282,7 +283,7 @@ def test_denoise_keeps_the_metadata_unless_strip_metadata(tmp_path, tiny, capsys
         src, exif=exif, icc_profile=srgb)
     for fmt in ("png", "jpeg", "webp", "tiff"):
         assert main(["denoise", str(src), "-o", str(tmp_path / fmt), "--weights", str(tiny), "--format", fmt]) == 0
-        with Image.open(tmp_path / fmt / f"shot.{fmt}") as im:
+        with Image.open(tmp_path / fmt / f"shot.{'jpg' if fmt == 'jpeg' else fmt}") as im:
             assert im.getexif()[0x010F] == "Canon" and im.getexif().get_ifd(0x8825)[1] == "N", fmt
             assert im.info["icc_profile"] == srgb, fmt
     assert main(["denoise", str(src), "-o", str(tmp_path / "bare"), "--weights", str(tiny), "--format", "tiff",
@@ -380,3 +381,82 @@ def test_export_bad_input_is_one_line_and_exit_1(tmp_path, tiny, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("n2n: error: "), (argv, err)
     assert not (tmp_path / "a.onnx").exists()
+
+
+def test_a_jpeg_stays_a_jpeg_at_its_quality_and_suffix_and_skip_existing_let_a_rerun_go_on(tmp_path, tiny, capsys):
+    from n2n_core import images
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for name, quality in (("IMG_1000.JPG", 80), ("IMG_1001.jpg", 90)):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(folder / name, quality=quality)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(folder / "scan.bmp")
+    out = tmp_path / "out"
+    assert main(["denoise", str(folder), "-o", str(out), "--weights", str(tiny), "--suffix", "-denoised"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["IMG_1000-denoised.JPG", "IMG_1001-denoised.jpg",
+                                                      "scan-denoised.png"]  # a BMP becomes a PNG
+    assert [images.read(out / n).quality for n in ("IMG_1000-denoised.JPG", "IMG_1001-denoised.jpg")] == [80, 90]
+    assert main(["denoise", str(folder / "IMG_1000.JPG"), "-o", str(tmp_path / "q"), "--weights", str(tiny),
+                 "--quality", "60"]) == 0
+    assert images.read(tmp_path / "q" / "IMG_1000.JPG").quality == 60  # an explicit --quality wins
+    assert main(["denoise", str(folder / "IMG_1000.JPG"), "-o", str(tmp_path / "deep"), "--weights", str(tiny),
+                 "--bits", "16"]) == 0
+    assert images.read(tmp_path / "deep" / "IMG_1000.png").bits == 16  # 16 bits: a PNG, JPEG holds 8
+    (out / "IMG_1001-denoised.jpg").unlink()  # as if Ctrl-C had stopped the first run there
+    before = (out / "IMG_1000-denoised.JPG").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["denoise", str(folder), "-o", str(out), "--weights", str(tiny), "--suffix", "-denoised",
+                 "--skip-existing"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[0].startswith(str(out / "IMG_1001-denoised.jpg"))
+    assert len(captured.out.strip().splitlines()) == 1  # only the missing one was denoised
+    assert "1 photo denoised" in captured.err and "2 skipped" in captured.err and "--skip-existing" in captured.err
+    assert (out / "IMG_1000-denoised.JPG").stat().st_mtime_ns == before
+    assert main(["denoise", str(folder), "-o", str(out), "--weights", str(tiny), "--suffix", "-denoised",
+                 "--skip-existing"]) == 0
+    assert "nothing to do: all 3 outputs already exist" in capsys.readouterr().err
+
+
+def test_denoise_refuses_to_overwrite_its_input_and_a_suffix_with_a_path(tmp_path, tiny, capsys):
+    src = tmp_path / "shot.jpg"
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
+    data = src.read_bytes()
+    for extra in ([], ["--suffix", "x/y"]):
+        assert main(["denoise", str(src), "-o", str(tmp_path), "--weights", str(tiny), *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("n2n: error:") and ("--suffix" in err[0]), err
+    assert src.read_bytes() == data
+
+
+def test_train_on_noisy_pairs_holds_some_out_and_reports_their_validation_psnr(tmp_path, capsys):
+    rng = np.random.default_rng(8)
+    pairs = tmp_path / "pairs"
+    for sub in "AB":
+        (pairs / sub).mkdir(parents=True)
+    for i in range(5):
+        clean = rng.integers(60, 200, (32, 32, 3)).astype(np.float64)
+        for sub in "AB":
+            Image.fromarray(np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)).save(
+                pairs / sub / f"{i}.png")
+    out = tmp_path / "p.safetensors"
+    assert main(["train", "--data", str(pairs), "--arch", "tiny", "--steps", "2", "--batch-size", "2",
+                 "--patch-size", "16", "--val-every", "2", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "1 held-out pairs for validation (PSNR of the output against the other shot)" in captured.err
+    res = json.loads(captured.out.strip().splitlines()[-1])
+    assert res["status"] == "succeeded" and 5 < res["val_psnr"] < 60, res
+
+
+def test_train_defaults_are_train_configs_and_the_apis():
+    from app.schemas import TrainRequest
+    from n2n_core.cli import _train_config, build_parser
+    from n2n_core.train import TrainConfig
+
+    cfg = _train_config(build_parser().parse_args(["train", "--out", "x.safetensors"]))
+    api = TrainRequest(dataset="builtin")
+    for key in ("batch_size", "patch_size", "learning_rate", "seed"):
+        assert getattr(cfg, key) == getattr(TrainConfig(), key) == getattr(api, key), key
+    given = _train_config(build_parser().parse_args(["train", "--out", "x", "--batch-size", "3", "--patch-size", "32",
+                                                     "--lr", "0.01", "--seed", "5"]))
+    assert (given.batch_size, given.patch_size, given.learning_rate, given.seed) == (3, 32, 0.01, 5)

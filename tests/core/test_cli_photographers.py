@@ -34,7 +34,7 @@ def shots(tmp_path):
 def test_a_raw_becomes_a_16_bit_tiff_and_a_folder_includes_raw_and_heic(tmp_path, tiny, shots, capsys):
     out = tmp_path / "out"
     assert main(["denoise", str(shots), "-o", str(out), "--weights", str(tiny)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["IMG_0001.tiff", "IMG_0002.png", "plain.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["IMG_0001.tiff", "IMG_0002.HEIC", "plain.png"]  # HEIC stays HEIC
     a = tifffile.imread(out / "IMG_0001.tiff")
     assert a.dtype == np.uint16 and a.shape == (96, 64, 3)
     assert Image.open(out / "IMG_0001.tiff").getexif()[MAKE] == "Canon"
@@ -47,7 +47,7 @@ def test_format_applies_to_raws_too_and_heic_is_an_output(tmp_path, tiny, shots)
                  str(tiny), "--format", "heic"]) == 0
     with Image.open(out / "IMG_0001.heic") as im:
         assert im.format == "HEIF" and im.size == (64, 96) and im.info["bit_depth"] == 10
-    assert Image.open(out / "IMG_0002.heic").getexif()[MAKE] == "N2N"
+    assert Image.open(out / "IMG_0002.HEIC").getexif()[MAKE] == "N2N"
     assert main(["denoise", str(shots / "IMG_0001.DNG"), "-o", str(out), "--weights", str(tiny), "--format",
                  "jpeg"]) == 0
     assert Image.open(out / "IMG_0001.jpeg").format == "JPEG"

@@ -175,3 +175,26 @@ def test_png_compression_trades_size_for_speed_and_keeps_every_pixel():
     for bad in (-1, 10, 2.5):
         with pytest.raises(ValueError, match="png_compression"):
             images.encode(images.Picture(pixels, None, 8, "png"), "png", png_compression=bad)
+
+
+@pytest.mark.parametrize("quality", [10, 50, 75, 90, 95, 100])
+def test_a_jpegs_quality_is_estimated_from_its_tables_and_kept_when_written_as_jpeg(quality):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(quality).integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(
+        buf, format="JPEG", quality=quality)
+    pic = images.decode(buf.getvalue())
+    assert pic.quality == quality
+    assert images.decode(images.encode(pic, "jpeg")).quality == quality  # no quality given: the input's
+    assert images.decode(images.encode(pic, "jpeg", 60)).quality == 60
+    assert images.default_quality(pic, "webp") == images.DEFAULT_QUALITY == 95  # only a JPEG keeps a JPEG's
+    assert images.jpeg_quality(None) is None and images.jpeg_quality({}) is None
+
+
+def test_the_default_output_is_the_inputs_format_and_names_follow_the_input():
+    assert [images.default_output_format(f) for f in ("JPEG", "TIFF", "PNG", "HEIF", "AVIF", "WEBP", "BMP", "DNG")] == \
+        ["jpeg", "tiff", "png", "heic", "avif", "webp", "png", "tiff"]
+    assert images.output_name("IMG_1000.JPG", "jpeg", "-denoised") == "IMG_1000-denoised.JPG"
+    assert images.output_name("scan.tif", "tiff") == "scan.tif"
+    assert images.output_name("IMG_1000.jpg", "png", "-d") == "IMG_1000-d.png"
+    assert images.output_name("a/b\\c.heic", "heic") == "c.heic"
+    assert images.output_name(None, "jpeg") == "denoised.jpeg"

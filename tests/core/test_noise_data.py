@@ -239,3 +239,26 @@ def test_validation_can_be_saved_as_jpeg():
     jpg = open_validation("builtin", Gaussian(25), limit=1, jpeg_quality=90)
     assert torch.equal(png[0][1], jpg[0][1])
     assert torch.equal(jpg[0][0], jpeg_compress(png[0][0], 90))
+
+
+def test_noisy_pairs_hold_out_pairs_for_validation_against_the_other_shot(tmp_path):
+    rng = np.random.default_rng(3)
+    clean = [rng.integers(60, 200, (24, 32, 3)).astype(np.float64) for _ in range(6)]
+    shot = lambda c: np.clip(c + rng.normal(0, 20, c.shape), 0, 255).astype(np.uint8)  # noqa: E731
+    pairs = tmp_path / "pairs"
+    for sub in "AB":
+        (pairs / sub).mkdir(parents=True)
+        for i, c in enumerate(clean):
+            Image.fromarray(shot(c)).save(pairs / sub / f"{i}.png")
+    ds = open_dataset(str(pairs))
+    assert len(ds.val) == 1 and len(ds.train.a) == 5  # 6 pairs: one held out, never trained on
+    noisy, other = ds.val[0]
+    assert noisy.shape == other.shape == (3, 24, 32)
+    assert torch.equal(noisy, torch.from_numpy(np.asarray(Image.open(pairs / "A" / "0.png"))).permute(2, 0, 1) / 255)
+    assert torch.equal(other, torch.from_numpy(np.asarray(Image.open(pairs / "B" / "0.png"))).permute(2, 0, 1) / 255)
+    given = open_dataset(str(pairs), val_spec="builtin")  # --val: every pair trains
+    assert given.val and len(given.train.a) == 6
+    t = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
+    torch.save((t, t.flip(0)), tmp_path / "pairs.pt")
+    course = open_dataset(str(tmp_path / "pairs.pt"))
+    assert len(course.val) == 2 and len(course.train.a) == 8

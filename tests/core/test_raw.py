@@ -171,7 +171,7 @@ def test_read_takes_the_extension_and_write_the_default_tiff(tmp_path):
     images.write(tmp_path / "out.tiff", pic)
     images.write(tmp_path / "out.jpeg", pic)
     assert Image.open(tmp_path / "out.jpeg").getexif()[MAKE] == "N2N"
-    assert images.default_output_format("NEF") == "tiff" and images.default_output_format("JPEG") == "png"
+    assert images.default_output_format("NEF") == "tiff" and images.default_output_format("JPEG") == "jpeg"
 
 
 def test_quiet_libraw_restores_stderr(capfd):

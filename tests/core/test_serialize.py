@@ -132,3 +132,34 @@ def test_a_model_with_a_shared_module_saves_and_loads(tmp_path):
     x = torch.randn(1, 2, 5, 5)
     assert torch.equal(loaded(x), model(x))
     assert list(loaded.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+def test_load_takes_a_shipped_models_name_as_the_cli_does(tmp_path, monkeypatch):
+    from n2n_core import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    model = Sequential(Conv2d(3, 3, 3, padding=1))
+    n2n_core.save(model, tmp_path / "default.safetensors")
+    n2n_core.save(model, tmp_path / "mine.safetensors")
+    x = torch.rand(1, 3, 8, 8)
+    for spec in ("default", "mine", tmp_path / "mine.safetensors", str(tmp_path / "mine.safetensors")):
+        assert torch.equal(n2n_core.load(spec)(x), model(x)), spec
+    assert torch.equal(n2n_core.load()(x), model(x))  # no name: the default model
+    with pytest.raises(ValueError, match=r"no weights file at nope, and no shipped model of that name \(shipped: "
+                                         r"default, mine\)"):
+        n2n_core.load("nope")
+
+
+def test_the_three_line_python_use_of_the_readme_keeps_a_jpeg_a_jpeg(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from n2n_core import images, weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    n2n_core.save(Sequential(Conv2d(3, 3, 3, padding=1)), tmp_path / "default.safetensors")
+    Image.effect_noise((32, 24), 40).convert("RGB").save(tmp_path / "IMG_1000.jpg", quality=85)
+    model = n2n_core.load("default")
+    images.write(tmp_path / "IMG_1000-denoised.jpg",
+                 n2n_core.denoise_picture(model, images.read(tmp_path / "IMG_1000.jpg")))
+    out = images.read(tmp_path / "IMG_1000-denoised.jpg")
+    assert (out.format, out.quality, out.size) == ("JPEG", 85, (32, 24))

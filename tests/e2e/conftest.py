@@ -39,7 +39,9 @@ def server():
         pytest.skip(NO_CHROMIUM)
     port = free_port()
     proc = start_server(Path(tempfile.mkdtemp(prefix="n2n-e2e-")), port, TOKEN,
-                        {"N2N_PAGE_JOB_PIXELS": str(JOB_PIXELS)})
+                        {"N2N_PAGE_JOB_PIXELS": str(JOB_PIXELS),
+                         # every test's jobs come from 127.0.0.1 and are kept an hour: no per-client cap here
+                         "N2N_MAX_JOBS_PER_CLIENT": "10000"})
     yield f"http://127.0.0.1:{port}"
     stop_server(proc)
 
@@ -51,17 +53,40 @@ def browser():
     pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[test]')")
     from playwright.sync_api import sync_playwright
 
+    _csp_safe_waits()
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield b
         b.close()
 
 
+def _csp_safe_waits() -> None:
+    """The page's Content-Security-Policy (script-src 'self', no 'unsafe-eval') blocks a ``wait_for_function``
+    *expression*, which Playwright compiles inside the page with eval; a function is called through the DevTools
+    protocol, which the CSP allows. Every expression becomes an arrow function, so the tests run under the CSP."""
+    from playwright.sync_api import Page
+
+    if getattr(Page.wait_for_function, "csp_safe", False):
+        return
+    original = Page.wait_for_function
+
+    def wait_for_function(self, expression, *args, **kwargs):
+        body = expression.strip()
+        if not (body.startswith(("function", "async ")) or "=>" in body):
+            expression = f"() => ({expression})"
+        return original(self, expression, *args, **kwargs)
+
+    wait_for_function.csp_safe = True
+    Page.wait_for_function = wait_for_function
+
+
 @contextmanager
-def opened(browser, server: str, width: int = 1280, height: int = 900, scale: float = 1.0, go: bool = True):
+def opened(browser, server: str, width: int = 1280, height: int = 900, scale: float = 1.0, go: bool = True,
+           **options):
     """A fresh page (own context) on the server; yields (page, log) where log records requests, failed requests,
-    responses with status >= 400 and requests that left the host. Closed afterwards."""
-    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=scale)
+    responses with status >= 400 and requests that left the host. Closed afterwards. ``options``: more
+    browser-context options (has_touch=True, is_mobile=True for a phone)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=scale, **options)
     page = context.new_page()
     log = {"requests": [], "failed": [], "errors": [], "external": [], "page_errors": []}
     page.on("request", lambda r: log["requests"].append(r))

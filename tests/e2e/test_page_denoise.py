@@ -90,8 +90,8 @@ def test_a_newer_pick_abandons_a_background_job(server, browser, tmp_path):
     big = photo(tmp_path, 1600, 1000, "big.png")  # above N2N_PAGE_JOB_PIXELS: a background job
     small = photo(tmp_path, 320, 240, "small.png", seed=2)
     with opened(browser, server) as (page, log):
-        polls = []
-        page.route("**/denoise/jobs/**", lambda route: polls.append(route))
+        polls, deletes = [], []
+        page.route("**/denoise/jobs/**", lambda route: _hold_polls(route, polls, deletes))
         with page.expect_request(lambda r: r.method == "POST" and "/denoise" in r.url, timeout=HANG_GUARD) as req:
             page.locator("#photo").set_input_files(str(big))
         assert "/denoise/jobs" in req.value.url, "a large photo must go through POST /denoise/jobs"
@@ -101,6 +101,9 @@ def test_a_newer_pick_abandons_a_background_job(server, browser, tmp_path):
         pump(page, lambda: _failed(log, polls[0]), "the abandoned job's poll aborted")
         release(polls[0])
         assert len(polls) == 1, "the page went on polling the abandoned job"
+        # issue 22: the page tells the server to stop the abandoned job (DELETE /denoise/jobs/{id})
+        pump(page, lambda: deletes, "DELETE of the abandoned job")
+        assert deletes[0].endswith(polls[0].request.url.rsplit("/", 1)[1])
         assert not [r for r in log["requests"] if r.url.endswith("/result")]
         assert page.evaluate("document.getElementById('after').naturalWidth") == 320
 
@@ -266,6 +269,15 @@ def test_a_large_photo_is_a_background_job_with_progress(server, browser, tmp_pa
         assert page.locator("#download").get_attribute("href").startswith("blob:")
 
 
+def _hold_polls(route, polls, deletes) -> None:
+    """Hold the page's polls of a background job (GET) in ``polls``; let a DELETE through, noted in ``deletes``."""
+    if route.request.method == "DELETE":
+        deletes.append(route.request.url)
+        release(route)
+    else:
+        polls.append(route)
+
+
 def _cancel(page, log, held) -> None:
     """Click Cancel while ``held`` (a routed request) waits: the page aborts it and says so."""
     page.click("#denoise-cancel")
@@ -278,12 +290,15 @@ def _cancel(page, log, held) -> None:
 def test_cancel_stops_a_background_job(server, browser, tmp_path):
     big = photo(tmp_path, 1600, 1000, "cancel-me.png")
     with opened(browser, server) as (page, log):
-        polls = []
-        page.route("**/denoise/jobs/**", lambda route: polls.append(route))
+        polls, deletes = [], []
+        page.route("**/denoise/jobs/**", lambda route: _hold_polls(route, polls, deletes))
         page.locator("#photo").set_input_files(str(big))
         pump(page, lambda: polls, "the first poll of the job")
         _cancel(page, log, polls[0])
         assert len(polls) == 1
+        # issue 22: Cancel stops the job on the server too (DELETE /denoise/jobs/{id})
+        pump(page, lambda: deletes, "DELETE of the cancelled job")
+        assert deletes[0] == polls[0].request.url
 
 
 def test_a_plain_request_shows_elapsed_time_and_can_be_cancelled(server, browser, tmp_path):

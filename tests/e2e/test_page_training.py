@@ -97,7 +97,8 @@ def test_model_names_show_date_and_validation_psnr(server, browser):
         page.route("**/train", jobs)
         page.goto(server)
         page.wait_for_function("""() => [...document.getElementById('model').options]
-            .some(o => o.value === 'm-320fda03b5' && o.text.includes('2026-01-01') && o.text.includes('29.87 dB'))""",
+            .some(o => o.value === 'm-320fda03b5' && o.text === 'm-320fda03b5 · 29.87 dB'
+                       && o.title.includes('2026-01-01'))""",  # issue 22: short labels, details in the title
                                timeout=HANG_GUARD)
         default = page.evaluate("[...document.getElementById('model').options].find(o => o.value === 'default').text")
         assert "dB" in default, default
@@ -127,7 +128,8 @@ def test_the_model_menu_leads_with_the_name_and_a_running_job_shows_its_eta(serv
         page.route("**/train", jobs)
         page.goto(server)
         page.wait_for_function("""() => [...document.getElementById('model').options].some(o =>
-            o.value === 'm-0a1b2c3d4e' && o.text.startsWith('garden photos (m-0a1b2c3d4e)')
-            && o.text.includes('2026-01-01') && o.text.includes('28.46 dB'))""", timeout=HANG_GUARD)
+            o.value === 'm-0a1b2c3d4e' && o.text === 'garden photos · 28.46 dB'
+            && o.title.startsWith('garden photos (m-0a1b2c3d4e)') && o.title.includes('2026-01-01'))""",
+                               timeout=HANG_GUARD)  # issue 22: short labels "name · dB", details in the title
         page.wait_for_function("""() => { const li = document.querySelector('#jobs li[data-job="j2"]');
             return li && li.innerText.includes('step 40 of 100, about 3 min left'); }""", timeout=HANG_GUARD)
