@@ -67,8 +67,13 @@ class BodyLimit:
 
 
 async def _refuse(send: Send, limit: int, setting: str) -> None:
-    body = json.dumps({"detail": too_large_message(limit, setting)}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _answer_and_close(send, 413, too_large_message(limit, setting))
+
+
+async def _answer_and_close(send: Send, status: int, detail: str) -> None:
+    """A JSON ``{"detail": ...}`` answer with ``status`` that closes the connection (the body is left unread)."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
@@ -133,8 +138,4 @@ class MinUploadRate:
         except BodyTooSlow:
             if started:
                 raise
-            body = json.dumps({"detail": too_slow_message(self.rate, self.grace)}).encode()
-            await send({"type": "http.response.start", "status": 408,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-            await send({"type": "http.response.body", "body": body})
+            await _answer_and_close(send, 408, too_slow_message(self.rate, self.grace))

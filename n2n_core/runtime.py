@@ -16,6 +16,17 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 ORPHANED_EXIT_CODE = 75  # a child process that found its parent gone
 
 
+def _libc_function(name: str):
+    """The C library's function ``name`` (ctypes), or None where it or a glibc-like C library is missing."""
+    library = ctypes.util.find_library("c")
+    if not library or os.name != "posix":
+        return None
+    try:
+        return getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
+
+
 @functools.cache
 def tune_allocator() -> bool:
     """Keep large blocks in glibc's heap instead of fresh ``mmap`` pages.
@@ -25,12 +36,8 @@ def tune_allocator() -> bool:
     of a 512x512 denoise. With large blocks kept and reused (mmap threshold and trim threshold 1 GiB,
     256 MiB top pad) that cost is paid once per process. Returns False where glibc is not the C library.
     """
-    name = ctypes.util.find_library("c")
-    if not name or os.name != "posix":
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     return all(mallopt(option, value) == 1 for option, value in
                ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 256 << 20)))
@@ -39,12 +46,8 @@ def tune_allocator() -> bool:
 @functools.cache
 def _malloc_trim():
     """glibc's ``malloc_trim``, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    if not name or os.name != "posix":
-        return None
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
