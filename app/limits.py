@@ -40,9 +40,9 @@ class BodyLimit:
         limit, setting = self.limit_for(scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(send, limit, setting)
+            await _answer_and_close(send, 413, too_large_message(limit, setting))
             return
-        received, started = 0, False
+        received = 0
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -53,21 +53,26 @@ class BodyLimit:
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if started:
-                raise
-            await _refuse(send, limit, setting)
+        await _refusing(self.app, scope, counting_receive, send, BodyTooLarge, 413, too_large_message(limit, setting))
 
 
-async def _refuse(send: Send, limit: int, setting: str) -> None:
-    await _answer_and_close(send, 413, too_large_message(limit, setting))
+async def _refusing(app: ASGIApp, scope: Scope, receive: Receive, send: Send, refusal: type[Exception],
+                    status: int, detail: str) -> None:
+    """Run ``app``; when ``receive`` raises ``refusal`` before the answer has started, answer ``status`` with
+    ``detail`` instead (after it started, the exception goes on: the connection is dropped)."""
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except refusal:
+        if started:
+            raise
+        await _answer_and_close(send, status, detail)
 
 
 async def _answer_and_close(send: Send, status: int, detail: str) -> None:
@@ -107,7 +112,7 @@ class MinUploadRate:
             await self.app(scope, receive, send)
             return
         cap = self.rate * self.grace
-        credit, done, started = cap, False, False
+        credit, done = cap, False
 
         async def timed_receive() -> Message:
             nonlocal credit, done
@@ -128,14 +133,4 @@ class MinUploadRate:
             done = not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, timed_receive, tracking_send)
-        except BodyTooSlow:
-            if started:
-                raise
-            await _answer_and_close(send, 408, too_slow_message(self.rate, self.grace))
+        await _refusing(self.app, scope, timed_receive, send, BodyTooSlow, 408, too_slow_message(self.rate, self.grace))

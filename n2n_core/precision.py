@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .layers.cast import Cast
+from .layers.cast import Cast, name_of
 from .module import Module
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -87,7 +87,7 @@ def model_precision(model: Module, precision: str) -> str:
     summaries and benchmarks report): ``precision`` for a float32 model, the model's own type otherwise."""
     parameters = model.parameters()
     dtype = compute_dtype(precision, parameters[0].dtype if parameters else torch.float32)
-    return {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float64: "float64"}.get(dtype, "float32")
+    return name_of(dtype)
 
 
 def device_of(model: Module) -> torch.device:

@@ -5,6 +5,7 @@ model live in the database; large files (datasets, checkpoints, weights) under N
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from .database import Database, StoreConfigError, database_url, open_database
@@ -28,16 +29,15 @@ def open_store(url: str | None, data_dir: Path) -> Database:
     sa_url = database_url(url, data_dir)
     if sa_url.get_backend_name() == "sqlite":
         with sqlite_lock(sa_url):
-            db = open_database(url, data_dir)
-            try:
-                upgrade_locked(db, data_dir)
-            except BaseException:
-                db.dispose()
-                raise
-        return db
+            return _opened_and_migrated(url, data_dir, upgrade_locked)
+    return _opened_and_migrated(url, data_dir, upgrade)
+
+
+def _opened_and_migrated(url: str | None, data_dir: Path, migrate: Callable[..., object]) -> Database:
+    """The database opened and brought to the newest schema by ``migrate``; closed again if that fails."""
     db = open_database(url, data_dir)
     try:
-        upgrade(db, data_dir)
+        migrate(db, data_dir)
     except BaseException:
         db.dispose()
         raise

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-Epilogue = Callable[[Tensor], Tensor]
+Epilogue = Callable[[Tensor], Tensor]  # an elementwise function applied in place to a block of outputs
 
 #: bytes of one block of output rows, accumulated kh times by its GEMMs while it stays in cache
 BLOCK_BYTES = 1 << 20
