@@ -12,6 +12,12 @@ from .atomic import atomic_write_text
 
 VALIDATION_FINAL = "validation PSNR (final)"
 VALIDATION_BEST = "validation PSNR (best)"
+TARGETS = {
+    "clean": "noisy (Noise2Noise): no clean image was used for training",
+    "pairs": "noisy (Noise2Noise): no clean image was used for training",
+    "singles": "noisy (Neighbor2Neighbor): neighbouring pixels of single noisy photos; no clean image and no "
+               "second shot was used for training",
+}
 
 
 def write_card(weights: Path, trainer: Any, name: str | None = None) -> Path:
@@ -24,20 +30,23 @@ def write_card(weights: Path, trainer: Any, name: str | None = None) -> Path:
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     cfg = asdict(trainer.cfg)
     pairs = is_pairs(trainer.data.train)
+    singles = cfg.get("method") == "neighbor2neighbor"
+    kind = "singles" if singles else "pairs" if pairs else "clean"
     card.update({
         "name": name or Path(weights).stem,
         "architecture": cfg["arch"],
         "parameters": trainer.model.num_parameters(),
-        "training": {"data": cfg["data"], "data_kind": "pairs" if pairs else "clean",
+        "training": {"data": cfg["data"], "data_kind": kind,
                      "data_description": trainer.data.train.describe(),
-                     "noise": None if pairs else cfg["noise"], "steps": trainer.step,
+                     "noise": cfg["noise"] if kind == "clean" or cfg["data"] == "builtin" else None,
+                     "steps": trainer.step, **trainer.cfg.training_method().settings(),
                      "batch_size": cfg["batch_size"], "patch_size": cfg["patch_size"],
                      "learning_rate": cfg["learning_rate"], "schedule": cfg["schedule"], "warmup": cfg["warmup"], "ema": cfg["ema"],
                      "optimizer": cfg["optimizer"],
                      "seed": cfg["seed"], "wall_seconds": round(trainer.elapsed, 1), "device": str(trainer.device),
-                     "targets": "noisy (Noise2Noise): no clean image was used for training"},
+                     "targets": TARGETS[kind]},
     })
-    if cfg.get("jpeg") and not pairs:
+    if cfg.get("jpeg") and kind == "clean":
         card["training"]["jpeg"] = cfg["jpeg"]
         card["training"]["jpeg_inputs"] = f"half the training inputs saved as JPEG of a quality in {cfg['jpeg']}"
     if cfg.get("init"):
@@ -47,7 +56,7 @@ def write_card(weights: Path, trainer: Any, name: str | None = None) -> Path:
             card["training"]["init_training"] = prior["training"]
     val_pairs = trainer.data.val[: cfg["val_images"]]
     measured = validation_metrics(trainer.history, len(val_pairs), _noisy_psnr(val_pairs), cfg["noise"],
-                                  cfg["steps"])
+                                  cfg["steps"], against=trainer.data.val_against)
     ours = {VALIDATION_FINAL, VALIDATION_BEST}
     card["metrics"] = measured + [m for m in card.get("metrics", []) if m.get("name") not in ours]
     atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
@@ -71,16 +80,18 @@ def _noisy_psnr(val_pairs: list[tuple[Any, Any]]) -> float | None:
 
 
 def validation_metrics(history: list[dict[str, Any]], images: int, noisy_psnr: float | None, noise: str,
-                       planned_steps: int) -> list[dict[str, Any]]:
+                       planned_steps: int, against: str | None = None) -> list[dict[str, Any]]:
     """The card's entries for the validation PSNR a run measured: the final one (that of the weights
-    written) and the best one, each saying how it was measured; [] when the run made no validation."""
+    written) and the best one, each saying how it was measured; [] when the run made no validation.
+    ``against``: what the outputs were compared with, when not clean images with ``noise`` added."""
     vals = [h for h in history if isinstance(h.get("val_psnr"), (int, float)) and math.isfinite(h["val_psnr"])]
     if not vals or not images:
         return []
-    protocol = (f"mean PSNR (dB) of the network's output against the clean images, over {images} held-out "
-                f"validation image{'s' if images != 1 else ''} (noisy inputs: {noise} noise added with a fixed seed, "
-                "stored as 8-bit; noisy_psnr: the inputs' own PSNR); with weight averaging (ema), of the "
-                "averaged weights")
+    held = f"{images} held-out validation image{'s' if images != 1 else ''}"
+    how = (f"against {against}, over {held} (noisy_psnr: the inputs' PSNR against it)" if against else
+           f"against the clean images, over {held} (noisy inputs: {noise} noise added with a fixed seed, stored as "
+           "8-bit; noisy_psnr: the inputs' own PSNR)")
+    protocol = f"mean PSNR (dB) of the network's output {how}; with weight averaging (ema), of the averaged weights"
     final, best = vals[-1], max(vals, key=lambda h: h["val_psnr"])
 
     def entry(name: str, h: dict[str, Any], when: str) -> dict[str, Any]:

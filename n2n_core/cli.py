@@ -35,6 +35,7 @@ def show_progress(choice: bool | None, stream: TextIO) -> bool:
 
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")  # n2n_core.precision.PRECISIONS, without torch
+METHOD_CHOICES = ("noise2noise", "neighbor2neighbor")  # n2n_core.methods.METHODS, without torch
 PRECISION_HELP = ("the type of the network's matrix products: auto (default, or N2N_PRECISION) picks bfloat16 on "
                   "CPUs with AMX or AVX512-BF16 and GPUs with bfloat16 tensor cores, float32 elsewhere")
 
@@ -137,11 +138,11 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
     arch = args.arch or (_arch_of_weights(args.init) if args.init else DEFAULT_ARCH)
     shared = {"batch_size": args.batch_size, "patch_size": args.patch_size, "learning_rate": args.lr,
-              "seed": args.seed}  # None: TrainConfig's default, which POST /train shares (app/schemas.py)
+              "seed": args.seed, "gamma": args.gamma, "cell": args.cell}  # None: TrainConfig's default, which POST /train shares (app/schemas.py)
     cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, optimizer=args.optimizer,
                       schedule=args.schedule, warmup=args.warmup, ema=args.ema,
                       device=args.device, noise=args.noise, data=args.data, jpeg=args.jpeg or None,
-                      val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+                      val_every=args.val_every, checkpoint_every=args.checkpoint_every, method=args.method,
                       **{k: v for k, v in shared.items() if v is not None})
     cfg.validate()
     return cfg
@@ -182,7 +183,8 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
 
     cfg = _train_config(args)
     noise = parse_noise(args.noise)
-    data = open_dataset(args.data, noise, val_spec=args.val, seed=cfg.seed, jpeg=parse_jpeg_inputs(cfg.jpeg))
+    data = open_dataset(args.data, noise, val_spec=args.val, seed=cfg.seed, jpeg=parse_jpeg_inputs(cfg.jpeg),
+                        singles=cfg.method == "neighbor2neighbor", cell=cfg.cell)
 
     def progress(info: dict[str, Any]) -> None:
         bar.n = info["step"]
@@ -199,12 +201,13 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
         trainer.run(resume=args.resume)
         return None
     procs = f" in {ctx.world_size} processes" if ctx.active else ""
-    if isinstance(data.train, NoisyPairs):  # held out of the pairs (n2n_core.data): no clean image to compare with
-        held = (f"{len(data.val)} held-out pairs for validation (PSNR of the output against the other shot)"
-                if data.val else "no validation (under 5 pairs: none held out)")
+    if data.val_against is not None:  # held out of noisy data (n2n_core.data): no clean image to compare with
+        what = "pairs" if isinstance(data.train, NoisyPairs) else "photos"
+        held = (f"{len(data.val)} held-out {what} for validation (PSNR of the output against {data.val_against})"
+                if data.val else "no validation (under 5 photos or pairs: none held out)")
     else:
         held = f"{len(data.val)} validation images"
-    print(f"training {cfg.arch} on {data.train.describe()}, {held}{procs}", file=sys.stderr)
+    print(f"training {cfg.arch} ({cfg.method}) on {data.train.describe()}, {held}{procs}", file=sys.stderr)
     bar = _progress_bar(cfg.steps, f"train {cfg.arch}")
     if not args.resume and trainer.checkpoint_path.exists():
         trainer.checkpoint_path.unlink()  # the other ranks look for it only after run()'s first barrier
@@ -450,9 +453,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Noise2Noise denoising: train, evaluate, denoise, export, serve.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a denoiser on noisy pairs", description="Train a Noise2Noise denoiser.")
+    t = sub.add_parser("train", help="train a denoiser on noisy pairs or single noisy photos",
+                       description="Train a denoiser from noisy data alone: Noise2Noise (noisy pairs, or clean "
+                       "images plus a noise model) or Neighbor2Neighbor (single noisy photos).")
     t.add_argument("--data", default="builtin", help="builtin | folder of clean images | folder with A/ and B/ | "
-                   "course .pkl/.pt (default: builtin)")
+                   "course .pkl/.pt (default: builtin); with --method neighbor2neighbor: a folder of single noisy "
+                   "photos, or builtin")
+    t.add_argument("--method", default="noise2noise", choices=METHOD_CHOICES,
+                   help="noise2noise (default): pairs of noisy shots, or clean images plus --noise; "
+                   "neighbor2neighbor: one noisy photo of each scene, no pairs and no clean images")
+    t.add_argument("--gamma", type=float, default=None,
+                   help="neighbor2neighbor: final weight of the regulariser, ramped up from 0 (default: 2)")
+    t.add_argument("--cell", type=int, default=None,
+                   help="neighbor2neighbor: side of the sub-sampling cell, even (default: 2, neighbouring pixels; "
+                   "4 takes pixels 2 apart, against noise correlated between neighbours, e.g. JPEG or demosaicing)")
     t.add_argument("--val", default=None, help="validation data: folder of clean images, builtin, or a course "
                    ".pkl/.pt of (noisy, clean)")
     t.add_argument("--noise", default="gaussian:25", help="gaussian:25 | gaussian:0-50 | poisson:30 | impulse:0.2 | "

@@ -1,10 +1,13 @@
-"""Training data: sources of Noise2Noise pairs and the background batch loader.
+"""Training data: sources of Noise2Noise pairs or single noisy photos, and the background batch loader.
 
-Sources (``open_dataset``):
+Sources (``open_dataset``), for Noise2Noise:
   (a) a folder of clean images + a noise model: two independent draws on the same patch;
   (b) a folder with ``A/`` and ``B/`` of noisy pairs with matching file names;
   (c) the course format: a ``.pkl``/``.pt`` tuple (noisy, noisy) of uint8 N x 3 x H x W tensors;
   (d) ``builtin``: the colour photographs scikit-image ships (works on a fresh machine).
+For Neighbor2Neighbor (``singles=True``):
+  (e) a folder of noisy photos, each used alone (one shot of each scene, no clean image);
+  (f) ``builtin``: scikit-image's photographs, each with one fixed noise draw saved as 8-bit.
 
 Batch ``i`` is drawn from a generator seeded with (seed, i) alone, so a run resumed at step i
 sees exactly the batches it would have seen, whatever thread made them.
@@ -31,6 +34,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .functional.neighbor import neighbour_indices, subsample
 from .noise import Gaussian, JpegInputs, NoiseModel, jpeg_compress, quantize8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
@@ -259,12 +263,43 @@ class NoisyPairs(PairSource):
         return f"{self.name} ({len(self.a)} noisy pairs)"
 
 
+class NoisyPhotos(PairSource):
+    """Single noisy photos (uint8 (H, W, 3) arrays), each used alone: a batch is (crops, the same crops).
+
+    A training method for single shots (Neighbor2Neighbor) makes its own input and target from each
+    crop. Photos smaller than the patch are passed over.
+    """
+
+    def __init__(self, photos: list[np.ndarray], name: str = "photos") -> None:
+        if not photos:
+            raise ValueError("no training photos")
+        self.photos, self.name = [_as_image(a) for a in photos], name
+
+    def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        shapes = [(a.shape[0], a.shape[1]) for a in self.photos]
+        usable = [i for i, (h, w) in enumerate(shapes) if min(h, w) >= patch]
+        if not usable:
+            raise ValueError(f"every training photo is smaller than the patch size {patch}")
+        crops = []
+        for i, top, left, k, flip in _crop_positions([shapes[i] for i in usable], size, patch, gen):
+            crops.append(_augment(_crop(self.photos[usable[i]], top, left, patch).permute(2, 0, 1), k, flip))
+        noisy = torch.stack(crops).float().div_(255)
+        return noisy, noisy
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self.photos)} single noisy photos)"
+
+
 @dataclass
 class Dataset:
-    """What training needs: a pair source and held-out (noisy, clean) images for validation PSNR."""
+    """What training needs: a pair source and held-out (noisy, reference) images for validation PSNR.
+
+    The reference is the clean image, or else what ``val_against`` says."""
 
     train: PairSource
-    val: list[tuple[Tensor, Tensor]]  # (noisy, clean), each (3, H, W) float in [0, 1]
+    val: list[tuple[Tensor, Tensor]]  # (noisy, reference), each (3, H, W) float in [0, 1]
+    val_against: str | None = None  # None: the clean images
 
 
 def synthetic_val(images: list[np.ndarray], noise: NoiseModel, seed: int = 0,
@@ -303,13 +338,61 @@ def _as_float(t: Tensor) -> Tensor:
     return t.float().div(255) if t.dtype == torch.uint8 else t.float().div(255 if t.max() > 1.5 else 1)
 
 
-def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | None = None, seed: int = 0,
-                 val_count: int = 4, jpeg: JpegInputs | None = None) -> Dataset:
-    """``builtin`` | a folder of clean images | a folder with A/ and B/ | a course .pkl/.pt file.
+def neighbour_val(photos: list[np.ndarray], cell: int, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    """Held-out single noisy photos as validation pairs (g1(x), g2(x)): two neighbour sub-samplings
+    (``functional.neighbor``, fixed by ``seed``) of each photo's centre crop (at most ``VAL_MAX_SIDE``, cut
+    to a multiple of ``cell``). The PSNR of the output for g1(x) against g2(x) is not that against a clean
+    image (g2's own noise bounds it), but it rises as the denoiser improves."""
+    out = []
+    for i, photo in enumerate(photos):
+        crop = _centre_crop(np.asarray(photo), VAL_MAX_SIDE)
+        h, w = crop.shape[0] // cell * cell, crop.shape[1] // cell * cell
+        if min(h, w) < cell:
+            continue
+        image = to_tensor(crop[:h, :w])[None]
+        first, second = neighbour_indices(1, h, w, cell, torch.Generator().manual_seed(seed + i))
+        out.append((subsample(image, first)[0], subsample(image, second)[0]))
+    return out
 
-    ``jpeg`` (clean-image sources only) saves a share of the training inputs as JPEG."""
-    noise = noise or Gaussian(25.0)
+
+def _singles_dataset(spec: str, noise: NoiseModel, seed: int, val_count: int, cell: int,
+                     has_val: bool) -> Dataset:
+    """Single noisy photos (Neighbor2Neighbor): ``builtin`` (one fixed noise draw each) or a folder."""
     if spec == "builtin":
+        photos = []
+        for i, img in enumerate(builtin_images(BUILTIN_TRAIN)):
+            noisy = quantize8(noise(to_tensor(img)[None], torch.Generator().manual_seed(seed + 7919 * (i + 1))))[0]
+            photos.append(noisy.mul(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy())
+        name = f"builtin, one {noise.spec()} draw each"
+        return Dataset(NoisyPhotos(photos, name=name), synthetic_val(builtin_images(BUILTIN_VAL), noise, seed))
+    path = Path(spec)
+    if not path.is_dir():
+        raise ValueError(f"no folder of noisy photos at {spec!r}: neighbor2neighbor trains on a folder of single "
+                         "noisy photos (or 'builtin')")
+    if (path / "A").is_dir() and (path / "B").is_dir():
+        raise ValueError(f"{path.name} holds noisy pairs (A/ and B/): train on pairs with the noise2noise method, "
+                         "or give neighbor2neighbor a folder of single photos")
+    files = list_images(path)
+    if not files:
+        raise ValueError(f"{path.name} holds no images (png, jpg, tif, webp, bmp)")
+    hold = 0 if has_val else min(val_count, len(files) // 5)
+    val = neighbour_val([load_rgb8(f) for f in files[:hold]], cell, seed)
+    return Dataset(NoisyPhotos(load_images(files[hold:]), name=path.name), val,
+                   val_against="a second neighbour sub-sampling of the photo")
+
+
+def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | None = None, seed: int = 0,
+                 val_count: int = 4, jpeg: JpegInputs | None = None, singles: bool = False,
+                 cell: int = 2) -> Dataset:
+    """``builtin`` | a folder of clean images | a folder with A/ and B/ | a course .pkl/.pt file;
+    with ``singles`` (Neighbor2Neighbor): ``builtin`` | a folder of single noisy photos.
+
+    ``jpeg`` (clean-image sources only) saves a share of the training inputs as JPEG. Held out of a
+    folder of single photos, validation pairs are sub-sampled with ``cell`` (``neighbour_val``)."""
+    noise = noise or Gaussian(25.0)
+    if singles:
+        ds = _singles_dataset(spec, noise, seed, val_count, cell, val_spec is not None)
+    elif spec == "builtin":
         ds = Dataset(CleanImages(builtin_images(BUILTIN_TRAIN), noise, name="builtin", jpeg=jpeg),
                      synthetic_val(builtin_images(BUILTIN_VAL), noise, seed))
     else:
@@ -336,7 +419,7 @@ def open_dataset(spec: str, noise: NoiseModel | None = None, val_spec: str | Non
             ds = Dataset(CleanImages(load_images(files[hold:]), noise, name=path.name, jpeg=jpeg),
                          synthetic_val(val, noise, seed))
     if val_spec is not None:
-        ds.val = open_validation(val_spec, noise, seed)
+        ds.val, ds.val_against = open_validation(val_spec, noise, seed), None
     return ds
 
 
@@ -348,12 +431,13 @@ def _pairs_dataset(a: list[np.ndarray], b: list[np.ndarray], name: str, val_coun
     if not a or len(a) != len(b):
         raise ValueError(f"need matching non-empty pair lists, got {len(a)} and {len(b)}")
     hold = min(val_count, len(a) // 5)
-    val = [(to_tensor(_centre_crop(np.asarray(x), VAL_MAX_SIDE)), to_tensor(_centre_crop(np.asarray(y), VAL_MAX_SIDE)))
-           for x, y in zip(a[:hold], b[:hold])]
-    for i, (x, y) in enumerate(val):
+    pairs = [(to_tensor(_centre_crop(np.asarray(x), VAL_MAX_SIDE)), to_tensor(_centre_crop(np.asarray(y), VAL_MAX_SIDE)))
+             for x, y in zip(a[:hold], b[:hold])]
+    for i, (x, y) in enumerate(pairs):
         if x.shape != y.shape:
             raise ValueError(f"pair {i}: A is {tuple(x.shape)} but B is {tuple(y.shape)}")
-    return Dataset(NoisyPairs(a[hold:], b[hold:], name=name), val)
+    return Dataset(NoisyPairs(a[hold:], b[hold:], name=name), pairs,
+                   val_against="the other shot")
 
 
 def open_validation(spec: str, noise: NoiseModel, seed: int = 0, limit: int | None = None,

@@ -32,7 +32,7 @@ from .atomic import atomic_write, atomic_write_text
 from .data import BatchLoader, Dataset
 from .distributed import DistContext
 from .infer import denoise
-from .loss import MSE
+from .methods import StepContext, TrainingMethod, make_method
 from .metrics import psnr
 from .models import DEFAULT_ARCH, arch_of, build, size_multiple
 from .module import Module
@@ -63,6 +63,9 @@ class TrainConfig:
     jpeg: str | None = None  # e.g. "70-95": half the inputs saved as JPEG of such a quality (see noise.JpegInputs)
     data: str = "builtin"
     init: str | None = None  # start from these weights (a path or a shipped name) instead of a fresh init
+    method: str = "noise2noise"  # noise2noise (pairs, or clean images + noise) | neighbor2neighbor (single photos)
+    gamma: float = 2.0  # neighbor2neighbor: the regulariser's final weight (ramped from 0)
+    cell: int = 2  # neighbor2neighbor: side of the sub-sampling cell (even; wider against correlated noise)
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.patch_size < 8:
@@ -76,9 +79,18 @@ class TrainConfig:
         if not 0 <= self.ema < 1 or self.warmup < 0:
             raise ValueError(f"ema must be in [0, 1) and warmup >= 0, got {self.ema} and {self.warmup}")
         parse_jpeg_inputs(self.jpeg)
+        method = self.training_method()
         mult = size_multiple(build(self.arch))
         if self.patch_size % mult:
             raise ValueError(f"patch_size {self.patch_size} must be a multiple of {mult} for arch {self.arch!r}")
+        if method.network_patch(self.patch_size) % mult or self.patch_size % self.cell:
+            raise ValueError(f"patch_size {self.patch_size} must be a multiple of {mult * self.cell} for "
+                             f"{self.method} with cell {self.cell} and arch {self.arch!r}: the network trains on "
+                             f"sub-images of patch_size / cell pixels a side")
+
+    def training_method(self) -> TrainingMethod:
+        """The method this configuration names, with its settings."""
+        return make_method(self.method, self.gamma, self.cell)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -199,9 +211,10 @@ class Trainer:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
         saved = json.loads(meta["config"])
-        for key in ("arch", "batch_size", "patch_size", "seed", "noise", "jpeg", "data"):
-            if saved.get(key) != getattr(self.cfg, key):
-                raise ValueError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, not "
+        defaults = asdict(TrainConfig())  # what a checkpoint written before a setting existed was made with
+        for key in ("arch", "batch_size", "patch_size", "seed", "noise", "jpeg", "data", "method", "cell"):
+            if saved.get(key, defaults[key]) != getattr(self.cfg, key):
+                raise ValueError(f"checkpoint {path} was made with {key}={saved.get(key, defaults[key])!r}, not "
                                  f"{getattr(self.cfg, key)!r}; delete it or use the same settings")
         tensors = load_file(str(path))
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -260,7 +273,7 @@ class Trainer:
         if resume and self.load_checkpoint():
             self._report(loss=None, resumed=True, elapsed=self.elapsed)
         distributed.broadcast_model(self.model, self.dist)
-        loss_fn = MSE()
+        method = cfg.training_method()
         lo, hi = self.shard
         share = (hi - lo) / cfg.batch_size  # this rank's weight in the global mean
         dtype = self.model.parameters()[0].dtype
@@ -279,8 +292,9 @@ class Trainer:
                 inp = inp.to(self.device, dtype, non_blocking=True)
                 tgt = tgt.to(self.device, dtype, non_blocking=True)
                 self.optim.lr = learning_rate(cfg, step)
-                y = self.model.forward_and_vjp(inp, lambda y: loss_fn.vjp(y, tgt))
-                loss, stop = distributed.reduce_step(self.model, loss_fn(y, tgt), stop, share, self.dist)
+                context = StepContext(step, cfg.steps, cfg.seed, cfg.batch_size, (lo, hi))
+                step_loss = method.train_step(self.model, inp, tgt, context)
+                loss, stop = distributed.reduce_step(self.model, step_loss, stop, share, self.dist)
                 if stop:  # asked of some rank during this step: every rank drops the step alike
                     status = "cancelled"
                     break

@@ -36,6 +36,8 @@ SCENARIOS = {
     "adam64": (dict(optimizer="adam", ema=0.9), torch.float64),
     "adam64_uneven": (dict(optimizer="adam", batch_size=3), torch.float64),  # rank 0: 1 row, rank 1: 2 rows
     "adam32": (dict(optimizer="adam"), torch.float32),
+    # single photos: the sub-sampler's draws are made for the global batch, then split (uneven here too)
+    "n2nb64_uneven": (dict(optimizer="adam", method="neighbor2neighbor", batch_size=3), torch.float64),
 }
 RESUME = (dict(optimizer="adam", ema=0.9), torch.float64)  # stopped after STOP_AFTER steps, then resumed
 STEPS, STOP_AFTER = 5, 3
@@ -109,7 +111,7 @@ def _assert_states_close(got, want, rtol, atol):
 
 
 @two_cores
-@pytest.mark.parametrize("name", ["sgd64", "adam64", "adam64_uneven"])
+@pytest.mark.parametrize("name", ["sgd64", "adam64", "adam64_uneven", "n2nb64_uneven"])
 def test_two_processes_reach_the_weights_of_one_in_float64(two_ranks, tmp_path, name):
     want, history = _single(name, tmp_path)
     ranks = [torch.load(two_ranks / f"{name}.rank{r}.pt") for r in (0, 1)]
