@@ -31,7 +31,7 @@ from pathlib import Path
 from n2n_core.atomic import atomic_write_bytes
 
 from .denoiser import Abandoned, DenoiseQueue, Slot, refusal
-from .imaging import OutputOptions
+from .imaging import OutputOptions, download_name
 from .messages import scrub_paths, without_paths
 from .metrics import Metrics
 
@@ -86,6 +86,8 @@ class DenoiseJob:
     slot: Slot | None = field(default=None, repr=False)
     client: str = ""  # the address that submitted it (for N2N_MAX_JOBS_PER_CLIENT)
     reserved: int = 0  # bytes held in the quota: an upper bound until it ends, then its result's size
+    download_name: str | None = None  # the result's file name, from the upload's (``imaging.download_name``:
+    # base name only, safe characters, bounded); None (no name sent): ``denoised.<format>``
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def eta_seconds(self, now: float | None = None) -> float | None:
@@ -111,15 +113,19 @@ class DenoiseJobs:
 
     # -- submission and lookup ------------------------------------------------------------------
     def submit(self, data: bytes, fmt: str, model: str | None, pixels: int, strength: float = 1.0,
-               output: OutputOptions | None = None, client: str = "", model_id: str | None = None) -> DenoiseJob:
+               output: OutputOptions | None = None, client: str = "", model_id: str | None = None,
+               filename: str | None = None) -> DenoiseJob:
         """A queued job, already running in the background; TooManyJobs or StoreFull past the quotas, QueueFull
-        or Stopping as ``DenoiseQueue.admit``. ``model_id``: the model resolved now, reported from the start."""
+        or Stopping as ``DenoiseQueue.admit``. ``model_id``: the model resolved now, reported from the start;
+        ``filename``: the name the client gave the upload, kept only as its result's sanitised download name
+        (``IMG_1000.jpg`` -> ``IMG_1000-denoised.jpg``)."""
         self.sweep()
         reserved = reserve_bytes(pixels, fmt)
         self._check_quota(client, reserved)
         slot = self.queue.admit(pixels)
         job = DenoiseJob(secrets.token_urlsafe(16), fmt, model, time.time(), strength, output, slot=slot,
-                         model_id=model_id, client=client, reserved=reserved)
+                         model_id=model_id, client=client, reserved=reserved,
+                         download_name=download_name(filename, fmt) if filename else None)
         self._jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job, data))
         self._tasks.add(task)

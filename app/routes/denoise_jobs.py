@@ -73,10 +73,13 @@ async def submit_job(request: Request, response: Response, settings: SettingsDep
         model_id = await asyncio.to_thread(_check_model, registry, model)
         try:
             job = jobs.submit(upload.data, upload.output_format, model, upload.pixels, strength, output=output,
-                              client=client_address(request), model_id=model_id)
+                              client=client_address(request), model_id=model_id, filename=upload.filename)
         except StoreFull as e:
             raise HTTPException(429 if isinstance(e, TooManyJobs) else 507, str(e),
                                 headers={"Retry-After": str(e.retry_after)}) from None
+    if await request.is_disconnected():  # the client gave up (the page's Cancel) after its upload: no one
+        jobs.cancel(job.id)              # would ever learn this job's id, so it would hold the quota until it expired
+        raise HTTPException(400, "the client disconnected before the job was accepted; it was dropped")
     response.headers["Location"] = f"/denoise/jobs/{job.id}"
     return DenoiseJobAccepted(id=job.id, status="queued")
 
@@ -100,7 +103,8 @@ async def get_job(job_id: str, jobs: DenoiseJobsDep) -> DenoiseJobInfo:
     responses={200: IMAGE_RESPONSE, **UNKNOWN, 409: {"description": "the job has not succeeded (yet)"}},
 )
 async def get_result(job_id: str, jobs: DenoiseJobsDep) -> Response:
-    """The denoised image, as `POST /denoise` answers it; 409 until the job has succeeded."""
+    """The denoised image, as `POST /denoise` answers it (named after the uploaded file: `IMG_1000.jpg` ->
+    `IMG_1000-denoised.jpg`, else `denoised.<format>`); 409 until the job has succeeded."""
     job = _job(jobs, job_id)
     if job.status == "failed":
         raise HTTPException(409, f"the job failed: {job.error}")
@@ -113,8 +117,11 @@ async def get_result(job_id: str, jobs: DenoiseJobsDep) -> Response:
         content = await asyncio.to_thread(job.path.read_bytes)
     except FileNotFoundError:
         raise HTTPException(404, "the result of this job has been deleted") from None
-    return image_response(content, job.media_type or "application/octet-stream", job.model_id or "", job.format,
-                          job.noise_sigma or 0.0, job.precision or "float32")
+    response = image_response(content, job.media_type or "application/octet-stream", job.model_id or "",
+                              job.format, job.noise_sigma or 0.0, job.precision or "float32")
+    if job.download_name:  # named after the upload when the job was created (a job without one: denoised.<fmt>)
+        response.headers["Content-Disposition"] = f'inline; filename="{job.download_name}"'
+    return response
 
 
 @router.delete("/denoise/jobs/{job_id}", status_code=204, response_class=Response, responses=UNKNOWN)

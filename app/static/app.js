@@ -347,11 +347,13 @@ function objectUrl(run, blob) {
   return url;
 }
 
-/** Tell the server to stop a background job this page no longer wants (Cancel, a newer pick, leaving the page):
- * DELETE /denoise/jobs/{id} stops it at its next tile and removes its upload and result. keepalive, so that it is
- * still sent while the page unloads. */
+/** Tell the server to drop a background job this page no longer needs: one it no longer wants (Cancel, a newer
+ * pick, leaving the page, a failure), or one whose result the page holds already (its blob, which Download saves):
+ * DELETE /denoise/jobs/{id} stops it at its next tile and removes its upload and result, so that a session of many
+ * photos never fills this client's share of jobs (N2N_MAX_JOBS_PER_CLIENT) or the result store. Sent once; keepalive,
+ * so that it is still sent while the page unloads. */
 function forgetJob(run) {
-  if (!run || !run.jobId || run.jobDone || run.jobForgotten) return;
+  if (!run || !run.jobId || run.jobForgotten) return;
   run.jobForgotten = true;
   fetch(`/denoise/jobs/${encodeURIComponent(run.jobId)}`, { method: "DELETE", keepalive: true }).catch(() => {});
 }
@@ -386,6 +388,10 @@ function showWork(run, on) {
   const secs = Math.round((performance.now() - run.t0) / 1000);
   if (!run.job) {
     $("work-text").textContent = `${secs} s`;
+    return;
+  }
+  if (run.stage === "uploading") {
+    $("work-text").textContent = `uploading ${Math.round(100 * (run.uploaded || 0))}%, ${secs} s`;
     return;
   }
   const t = run.tiles;
@@ -431,6 +437,7 @@ async function denoise(file) {
 
 function fail(run, message) {
   if (run !== state.run) return;
+  forgetJob(run);
   run.ctrl.abort();
   clearResult();
   say($("status"), message, true);
@@ -454,12 +461,61 @@ async function viaRequest(run) {
   return resultOf(run, resp);
 }
 
+/** POST /denoise/jobs through an XMLHttpRequest, which tells when the photo has gone up: a Cancel (or a newer pick)
+ * while it is still going up aborts the upload, and the server makes no job; one once it has gone up lets the answer
+ * come, then DELETEs the job the server made meanwhile. Resolves to a Response, like fetch. */
+function postJob(run) {
+  const signal = run.ctrl.signal;
+  return new Promise((resolve, reject) => {
+    const aborted = () => new DOMException("aborted", "AbortError");
+    if (signal.aborted) { reject(aborted()); return; }
+    const xhr = new XMLHttpRequest();
+    let sent = false;
+    const stop = () => {
+      if (!sent) xhr.abort();  // still uploading: the server has no whole photo, so no job
+      reject(aborted());
+    };
+    signal.addEventListener("abort", stop, { once: true });
+    xhr.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable && e.total) run.uploaded = e.loaded / e.total;
+      showWork(run, true);
+    });
+    xhr.upload.addEventListener("load", () => {
+      sent = true;
+      run.stage = "queued";  // the photo has gone up: the server makes the job
+      showWork(run, true);
+    });
+    xhr.addEventListener("load", () => {
+      signal.removeEventListener("abort", stop);
+      const resp = new Response(xhr.status === 204 ? null : xhr.responseText, {
+        status: xhr.status, statusText: xhr.statusText,
+        headers: { "Content-Type": xhr.getResponseHeader("Content-Type") || "text/plain" } });
+      if (!signal.aborted) { resolve(resp); return; }
+      // cancelled after the upload: the answer names a job no one wants now
+      if (resp.ok) resp.json().then(({ id }) => { run.jobId = id; forgetJob(run); }).catch(() => {});
+    });
+    xhr.addEventListener("error", () => {
+      signal.removeEventListener("abort", stop);
+      reject(new TypeError("the upload failed"));
+    });
+    xhr.addEventListener("abort", () => reject(aborted()));
+    xhr.open("POST", `/denoise/jobs?${query(run)}`);
+    xhr.send(upload(run.file));
+  });
+}
+
 async function viaJob(run) {
   const signal = run.ctrl.signal;
-  const resp = await fetch(`/denoise/jobs?${query(run)}`, { method: "POST", body: upload(run.file), signal });
+  run.stage = "uploading";
+  showWork(run, true);
+  const resp = await postJob(run);
   if (!resp.ok) throw new UserError(await refusal(resp, run.file));
   const { id } = await resp.json();
   run.jobId = id;
+  if (signal.aborted) {  // cancelled while the answer was being read
+    forgetJob(run);
+    throw new DOMException("aborted", "AbortError");
+  }
   for (let wait = 250; ; wait = Math.min(1000, wait * 1.5)) {
     await sleep(wait, signal);
     const r = await fetch(`/denoise/jobs/${id}`, { signal, cache: "no-store" });
@@ -468,7 +524,6 @@ async function viaJob(run) {
     run.stage = job.status;
     run.tiles = job.progress;
     run.eta = job.eta_seconds;
-    if (FINISHED.includes(job.status)) run.jobDone = true;
     run.fraction = job.status === "succeeded" ? 1 : job.progress.fraction;
     showWork(run, true);
     if (job.status === "failed") throw new UserError(`Could not denoise ${run.file.name}: ${job.error}`);
@@ -476,7 +531,9 @@ async function viaJob(run) {
   }
   const res = await fetch(`/denoise/jobs/${id}/result`, { signal, cache: "no-store" });
   if (!res.ok) throw new UserError(`Could not fetch the result for ${run.file.name}: ${await errorText(res)}`);
-  return resultOf(run, res);
+  const out = await resultOf(run, res);
+  forgetJob(run);  // the page holds the result's blob (shown, and saved by Download): the server's copy can go
+  return out;
 }
 
 /** The answer's blob URL, model, noise estimate, and the file name the server gave it. */
