@@ -1,6 +1,6 @@
 # n2n: the denoising service on an NVIDIA GPU (falls back to the CPU when none is visible).
 # torch comes from this image and is not reinstalled (`--no-deps` below): its version is the project's
-# pin (pyproject.toml torch==...), which tests/test_container.py checks.
+# pin (pyproject.toml torch==...), which tests/test_docker.py checks.
 FROM pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

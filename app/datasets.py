@@ -1,4 +1,5 @@
-"""Uploaded training datasets: zips of clean images, or of noisy pairs in A/ and B/.
+"""Uploaded training datasets: zips of images (kind "clean": clean photos for noise2noise with a noise model,
+or your own noisy photos for neighbor2neighbor), or of noisy pairs in A/ and B/ (kind "pairs").
 
 Unpacked under ``<data_dir>/datasets/<id>/`` after checks on every member: count, total size,
 compression ratio (zip bombs), names (zip slip: absolute paths, ``..``; NUL; a component over 255

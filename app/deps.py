@@ -11,11 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .config import Settings
 from .denoise_jobs import DenoiseJobs
 from .denoiser import DenoiseQueue
-from .jobs.store import JobStore
-from .jobs.worker import Scheduler
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .store import DatasetRows
+from .store import DatasetRows, JobStore
 
 bearer = HTTPBearer(auto_error=False, description="N2N_API_TOKEN")
 
@@ -46,11 +44,6 @@ def get_denoise_jobs(request: Request) -> DenoiseJobs:
 
 def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
-
-
-def get_scheduler(request: Request) -> Scheduler:
-    """The API process's scheduler (it claims no jobs when N2N_EMBEDDED_WORKER=0)."""
-    return request.app.state.scheduler
 
 
 def require_token(

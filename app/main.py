@@ -24,7 +24,7 @@ from .config import Settings, old_default_data_dir_note
 from .denoise_jobs import DenoiseJobs
 from .denoiser import DenoiseQueue
 from .errors import install as install_error_handlers
-from .jobs.worker import Scheduler
+from .jobs.scheduler import Scheduler
 from .limits import BodyLimit, MinUploadRate
 from .messages import scrub_paths, without_paths
 from .metrics import Metrics

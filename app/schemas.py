@@ -14,12 +14,19 @@ from n2n_core.train import TrainConfig
 from .jobs.eta import eta_seconds
 from .model_names import NAME_MAX, NAME_RULE, check_name
 from .noise_spec import SPEC_HELP, SPEC_MAX, noise_dict_of_spec
+from .store.status import STATUSES, JobRow, JobStatus
 
 if TYPE_CHECKING:
     from .denoise_jobs import DenoiseJob
 
 
+# What an uploaded dataset's kind means (GET/POST /datasets, the docs): the stored kinds stay "clean" and "pairs".
+DATASET_KINDS = ("'clean': images, a flat folder (clean photos for method noise2noise with a noise model, or "
+                 "your own noisy photos for method neighbor2neighbor); 'pairs': noisy pairs in A/ and B/ with "
+                 "matching names (noise2noise only)")
 PRIVATE_PARAMS = frozenset({"init_weights"})  # stored with a job for its worker, never returned
+# A training job's status in the JSON: the strings of app.store.JobStatus (the same enum in the schema).
+JobStatusName = Literal[tuple(s.value for s in STATUSES)]  # type: ignore[valid-type]
 
 # Request models reject NaN and +-Infinity (JSON's NaN, Infinity and overflowing literals like 1e400)
 # with a 'finite_number' 422 before any range check; app/errors.py keeps that 422 valid JSON.
@@ -128,11 +135,12 @@ class TrainRequest(BaseModel):
         description="the noise added to the dataset's clean images (default gaussian sigma 25): structured "
         "({\"kind\": \"gaussian\"|\"poisson\"|\"poisson-gaussian\"|\"impulse\"|\"bernoulli\"|\"mixture\", ...}) or "
         f"a spec string, as `n2n train --noise` takes it: {SPEC_HELP}. Not for a dataset of noisy pairs (A/B), "
-        "whose noise is already in its images")
+        "whose noise is already in its images, nor for neighbor2neighbor on an uploaded dataset (your noisy "
+        "photos); neighbor2neighbor on 'builtin' draws it once on each photograph")
     jpeg: str | None = Field(None, max_length=7, pattern=r"^[0-9]{1,3}(-[0-9]{1,3})?$", examples=["70-95"],
                              description="save half the training inputs as JPEG of a quality drawn in LO-HI (or "
                              "of one quality), as `n2n train --jpeg 70-95`; targets stay uncompressed. Not for a "
-                             "dataset of noisy pairs")
+                             "dataset of noisy pairs, nor for method neighbor2neighbor")
     arch: Literal[tuple(sorted(ARCHITECTURES))] | None = Field(  # type: ignore[valid-type]
         None, description=f"network; default: that of init_model, else {DEFAULT_ARCH!r}, as for `n2n train`: "
         "the shipped 'fast' model's architecture, quick to train on a CPU and beside the service; "
@@ -150,6 +158,17 @@ class TrainRequest(BaseModel):
     nproc_per_node: int = Field(1, ge=1, le=64, description="train data-parallel in this many processes on the "
                                 "worker's host (one GPU each on CUDA, gloo on CPU); batch_size stays the global "
                                 "batch, so it must be at least this")
+    method: Literal["noise2noise", "neighbor2neighbor"] = Field(
+        "noise2noise", description="'noise2noise' (default): pairs of noisy shots, or clean images with `noise` "
+        "added; 'neighbor2neighbor' (Huang et al. 2021, as `n2n train --method neighbor2neighbor`): single noisy "
+        "photos, no pairs and no clean images: an uploaded dataset of images (your noisy photos; not A/ B/ pairs), "
+        "or 'builtin' with one fixed draw of `noise` on each photograph")
+    gamma: float = Field(TrainConfig.gamma, ge=0, le=100, description="neighbor2neighbor only: final weight of the "
+                         "regulariser, ramped up from 0 (as `n2n train --gamma`)")
+    cell: int = Field(TrainConfig.cell, ge=2, le=64, multiple_of=2, description="neighbor2neighbor only: side of the "
+                      "sub-sampling cell, even (as `n2n train --cell`; 2: neighbouring pixels, wider against "
+                      "spatially correlated noise); patch_size must be a multiple of cell times the architecture's "
+                      "size multiple")
 
     @field_validator("name")
     @classmethod
@@ -180,9 +199,30 @@ class TrainRequest(BaseModel):
             if self.init_model is not None:
                 return self  # the route fills in the init model's architecture, then checks the patch
             self.arch = DEFAULT_ARCH
-        mult = size_multiple(build(self.arch))
+        problem = self.patch_problem(self.arch)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def patch_problem(self, arch: str) -> str | None:
+        """Why ``patch_size`` does not fit ``arch`` (and, for neighbor2neighbor, the cell: the network trains on
+        sub-images of patch_size / cell pixels a side, as ``TrainConfig.validate`` checks), or None."""
+        mult = size_multiple(build(arch))
         if self.patch_size % mult:
-            raise ValueError(f"patch_size must be a multiple of {mult} for arch {self.arch!r}")
+            return f"patch_size must be a multiple of {mult} for arch {arch!r}"
+        if self.method == "neighbor2neighbor" and self.patch_size % (mult * self.cell):
+            return (f"patch_size must be a multiple of {mult * self.cell} for neighbor2neighbor with cell "
+                    f"{self.cell} and arch {arch!r}: the network trains on sub-images of patch_size / cell pixels "
+                    "a side")
+        return None
+
+    @model_validator(mode="after")
+    def method_options(self) -> TrainRequest:
+        """gamma and cell are neighbor2neighbor's settings: 422 when a noise2noise job sets them."""
+        given = [f for f in ("gamma", "cell") if f in self.model_fields_set]
+        if self.method != "neighbor2neighbor" and given:
+            raise ValueError(f"{' and '.join(given)} apply to method 'neighbor2neighbor' only; leave "
+                             f"{'them' if len(given) > 1 else 'it'} out, or set \"method\": \"neighbor2neighbor\"")
         return self
 
     @model_validator(mode="after")
@@ -207,7 +247,7 @@ class WorkerInfo(BaseModel):
 
 class Job(BaseModel):
     id: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatusName
     params: dict[str, Any]
     progress: Progress
     metrics: dict[str, Any]
@@ -222,15 +262,24 @@ class Job(BaseModel):
     worker: WorkerInfo | None = Field(None, description="the worker running the job (while it runs)")
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Job:
-        fields = {k: row.get(k) for k in cls.model_fields}
+    def from_row(cls, row: JobRow) -> Job:
+        fields = {k: getattr(row, k, None) for k in cls.model_fields}
+        fields["status"] = row.status.value
         fields["params"] = {k: v for k, v in (fields["params"] or {}).items() if k not in PRIVATE_PARAMS}
-        fields["eta_seconds"] = eta_seconds(row.get("status"), row.get("progress"), row.get("metrics"))
+        fields["eta_seconds"] = eta_seconds(row.status, row.progress, row.metrics)
         for key in ("created_at", "started_at", "finished_at"):  # the store keeps Unix seconds
             fields[key] = _time(fields[key])
-        running = row.get("status") == "running" and row.get("worker_parent") is not None
-        fields["worker"] = WorkerInfo(host=row.get("worker_host"), pid=row["worker_parent"]) if running else None
+        running = row.status == JobStatus.RUNNING and row.worker_parent is not None
+        fields["worker"] = WorkerInfo(host=row.worker_host, pid=row.worker_parent) if running else None
         return cls(**fields)
+
+
+class JobStatuses(BaseModel):
+    """``GET /train/statuses``: what a training job's ``status`` can be."""
+
+    statuses: list[JobStatusName] = Field(..., description="every status, in a job's life's order")
+    final: list[JobStatusName] = Field(..., description="the statuses of a job that has ended (a cancelled "
+                                       "job may still be resumed: POST /train/{id}/resume)")
 
 
 class TileProgress(BaseModel):
@@ -298,7 +347,7 @@ class ModelList(BaseModel):
 
 class DatasetInfo(BaseModel):
     id: str
-    kind: Literal["clean", "pairs"]
+    kind: Literal["clean", "pairs"] = Field(..., description=DATASET_KINDS)
     images: int
     bytes: int
 

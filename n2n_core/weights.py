@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
-WEIGHTS_DIR = Path(os.environ.get("N2N_WEIGHTS_DIR", Path(__file__).resolve().parents[1] / "weights"))
+PACKAGE = "n2n_weights"  # the repository's weights/ folder as installed by a wheel (pyproject.toml: package-dir)
+
+
+def _shipped_dir() -> Path:
+    """N2N_WEIGHTS_DIR when set; else the repository's ``weights/`` in a source checkout (and an editable
+    install); else the installed package ``n2n_weights`` (a wheel ships ``weights/`` as package data)."""
+    if "N2N_WEIGHTS_DIR" in os.environ:
+        return Path(os.environ["N2N_WEIGHTS_DIR"])
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "weights").is_dir():
+        return checkout / "weights"
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return checkout / "weights"  # a tree without pyproject.toml (e.g. copied by hand): weights/ beside n2n_core
+
+
+WEIGHTS_DIR = _shipped_dir()
 DEFAULT = "default"
 
 

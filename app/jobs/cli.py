@@ -19,7 +19,7 @@ import threading
 
 from ..config import Settings
 from ..store import JobStore, StoreConfigError, open_store
-from .worker import Scheduler
+from .scheduler import Scheduler
 
 log = logging.getLogger("n2n")
 

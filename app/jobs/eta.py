@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..store.status import JobStatus
+
 RATE_WINDOW_SECONDS = 60.0
 
 
@@ -41,7 +43,7 @@ class StepRate:
 def eta_seconds(status: str | None, progress: dict[str, Any] | None, metrics: dict[str, Any] | None) -> int | None:
     """Seconds left for a running job at its measured step rate; None when it is not running or no rate
     was measured yet."""
-    if status != "running" or not progress or not metrics:
+    if status != JobStatus.RUNNING or not progress or not metrics:
         return None
     rate = metrics.get("steps_per_second")
     step, total = progress.get("step"), progress.get("total")

@@ -1,4 +1,5 @@
-"""Uploaded datasets (zips of clean images or of A/ and B/ noisy pairs)."""
+"""Uploaded datasets: zips of images (kind "clean": clean photos for noise2noise with a noise model, or your
+own noisy photos for neighbor2neighbor) or of A/ and B/ noisy pairs (kind "pairs")."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ ZIP_BODY = {"requestBody": {"required": True, "content": {
 @router.post("", status_code=201, response_model=DatasetInfo, dependencies=[Authorized], openapi_extra=ZIP_BODY,
              responses={400: {"model": Message}, 401: {"model": Message}, 413: {"model": Message}})
 async def upload(request: Request, settings: SettingsDep, datasets: DatasetsDep) -> DatasetInfo:
+    """Upload a zip: a flat folder of images (kind "clean": clean photos to train noise2noise on with a noise
+    model, or your own noisy photos to train neighbor2neighbor on), or noisy pairs in A/ and B/ with matching
+    names (kind "pairs")."""
     data = await read_upload(request, accept=("application/zip", "application/x-zip-compressed"))
     root = settings.data_dir / "datasets"
     try:

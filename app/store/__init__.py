@@ -13,9 +13,10 @@ from .datasets import DatasetRows
 from .jobs import JobStore
 from .migrate import sqlite_lock, upgrade, upgrade_locked
 from .models import ModelGone, ModelInUse, ModelRows
+from .status import FINISHED, STATUSES, JobRow, JobStatus, statuses_document
 
-__all__ = ["Database", "DatasetRows", "JobStore", "ModelGone", "ModelInUse", "ModelRows", "StoreConfigError",
-           "open_database", "open_store"]
+__all__ = ["FINISHED", "STATUSES", "Database", "DatasetRows", "JobRow", "JobStatus", "JobStore", "ModelGone",
+           "ModelInUse", "ModelRows", "StoreConfigError", "open_database", "open_store", "statuses_document"]
 
 
 def open_store(url: str | None, data_dir: Path) -> Database:

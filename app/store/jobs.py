@@ -20,10 +20,13 @@ from sqlalchemy import func, select, update
 
 from .database import Database, open_database
 from .migrate import upgrade
+from .status import FINISHED, STATUSES, JobRow, JobStatus
 from .tables import jobs
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
+__all__ = ["FINISHED", "STATUSES", "JobRow", "JobStatus", "JobStore"]
+
+# the statuses as the queries bind them (plain strings, what the table holds)
+QUEUED, RUNNING, CANCELLED = JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.CANCELLED.value
 JSON_FIELDS = ("params", "progress", "metrics")
 _WORKER_CLEARED = {"worker_pid": None, "worker_parent": None, "worker_start": None, "worker_host": None,
                    "lease": None}
@@ -43,35 +46,34 @@ class JobStore:
         self.engine = self.db.engine
 
     @staticmethod
-    def _row(r: Any) -> dict[str, Any] | None:
+    def _row(r: Any) -> JobRow | None:
         if r is None:
             return None
         d = dict(r._mapping)
         for k in JSON_FIELDS:
             d[k] = json.loads(d[k])
-        d["cancel_requested"] = bool(d["cancel_requested"])
-        return d
+        return JobRow.from_mapping(d)
 
     # -- create / read ---------------------------------------------------------------------------
-    def create(self, params: dict[str, Any]) -> dict[str, Any]:
+    def create(self, params: dict[str, Any]) -> JobRow:
         job_id = "j-" + uuid.uuid4().hex[:12]
         now = time.time()
         progress = {"step": 0, "total": params.get("steps", 0), "fraction": 0.0}
         metrics = {"loss": None, "val_psnr": None, "history": []}
-        row = {"id": job_id, "status": "queued", "params": json.dumps(params), "progress": json.dumps(progress),
+        row = {"id": job_id, "status": QUEUED, "params": json.dumps(params), "progress": json.dumps(progress),
                "metrics": json.dumps(metrics), "nproc_per_node": params.get("nproc_per_node"),
                "cancel_requested": 0, "created_at": now, "updated_at": now}
         with self.engine.begin() as c:
             c.execute(jobs.insert().values(**row))
         # What was inserted (a re-read could already see a worker's claim).
-        return {**{col.name: None for col in jobs.columns}, **row, "params": params, "progress": progress,
-                "metrics": metrics, "cancel_requested": False}
+        return JobRow.from_mapping({**{col.name: None for col in jobs.columns}, **row, "params": params,
+                                    "progress": progress, "metrics": metrics, "cancel_requested": False})
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRow | None:
         with self.engine.connect() as c:
             return self._row(c.execute(select(jobs).where(jobs.c.id == job_id)).first())
 
-    def list(self, limit: int = 200) -> list[dict[str, Any]]:
+    def list(self, limit: int = 200) -> list[JobRow]:
         with self.engine.connect() as c:
             rows = c.execute(select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)).all()
         return [self._row(r) for r in rows]  # type: ignore[misc]
@@ -79,11 +81,11 @@ class JobStore:
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as c:
             rows = c.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
-        return {s: 0 for s in STATUSES} | {status: n for status, n in rows}
+        return {s.value: 0 for s in STATUSES} | {status: n for status, n in rows}
 
-    def running(self) -> list[dict[str, Any]]:
+    def running(self) -> list[JobRow]:
         with self.engine.connect() as c:
-            rows = c.execute(select(jobs).where(jobs.c.status == "running")).all()
+            rows = c.execute(select(jobs).where(jobs.c.status == RUNNING)).all()
         return [self._row(r) for r in rows]  # type: ignore[misc]
 
     def cancel_requested(self, job_id: str) -> bool:
@@ -92,26 +94,26 @@ class JobStore:
         return bool(r and r[0])
 
     # -- transitions -----------------------------------------------------------------------------
-    def claim_next(self, host: str | None = None, owner_pid: int | None = None) -> dict[str, Any] | None:
+    def claim_next(self, host: str | None = None, owner_pid: int | None = None) -> JobRow | None:
         """Atomically move the oldest queued job to running for the worker (``host``, ``owner_pid``),
         with a fresh lease token (in the returned row's ``lease``); None when nothing is queued."""
         lease = uuid.uuid4().hex
         with self.engine.begin() as c:
-            pick = (select(jobs.c.id).where(jobs.c.status == "queued").order_by(jobs.c.created_at).limit(1)
+            pick = (select(jobs.c.id).where(jobs.c.status == QUEUED).order_by(jobs.c.created_at).limit(1)
                     .with_for_update(skip_locked=True))
             job_id = c.execute(pick).scalar()
             if job_id is None:
                 return None
             now = time.time()
-            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "queued").values(
-                status="running", started_at=func.coalesce(jobs.c.started_at, now), updated_at=now,
+            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == QUEUED).values(
+                status=RUNNING, started_at=func.coalesce(jobs.c.started_at, now), updated_at=now,
                 heartbeat_at=now, lease=lease, worker_host=host, worker_parent=owner_pid,
                 worker_pid=None, worker_start=None))
         return self.get(job_id)
 
     def _running(self, job_id: str, lease: str | None):
         """The WHERE clause of a write to a running job (by the lease holder, when ``lease`` is given)."""
-        cond = [jobs.c.id == job_id, jobs.c.status == "running"]
+        cond = [jobs.c.id == job_id, jobs.c.status == RUNNING]
         if lease is not None:
             cond.append(jobs.c.lease == lease)
         return cond
@@ -121,7 +123,7 @@ class JobStore:
         its start time (clock ticks after boot, /proc/<pid>/stat) so that a reused pid is never taken
         for it."""
         with self.engine.begin() as c:
-            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "running").values(
+            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING).values(
                 worker_pid=pid, worker_parent=parent, worker_start=start, updated_at=time.time()))
 
     def update_progress(self, job_id: str, progress: dict[str, Any], metrics: dict[str, Any],
@@ -138,40 +140,41 @@ class JobStore:
             r = c.execute(update(jobs).where(*self._running(job_id, lease)).values(heartbeat_at=now))
         return r.rowcount > 0
 
-    def finish(self, job_id: str, status: str, *, model_id: str | None = None, error: str | None = None,
+    def finish(self, job_id: str, status: JobStatus, *, model_id: str | None = None, error: str | None = None,
                note: str | None = None, lease: str | None = None) -> bool:
+        status = JobStatus(status)
         assert status in FINISHED
         now = time.time()
-        cond = [jobs.c.id == job_id, jobs.c.status.not_in(FINISHED)]
+        cond = [jobs.c.id == job_id, jobs.c.status.not_in([f.value for f in FINISHED])]
         if lease is not None:
             cond.append(jobs.c.lease == lease)
         with self.engine.begin() as c:
             r = c.execute(update(jobs).where(*cond).values(
-                status=status, model_id=func.coalesce(model_id, jobs.c.model_id),
+                status=status.value, model_id=func.coalesce(model_id, jobs.c.model_id),
                 error=func.coalesce(error, jobs.c.error), note=func.coalesce(note, jobs.c.note),
                 finished_at=now, updated_at=now, **_WORKER_CLEARED))
         return r.rowcount > 0
 
-    def request_cancel(self, job_id: str) -> dict[str, Any] | None:
+    def request_cancel(self, job_id: str) -> JobRow | None:
         """Flag a job for cancellation; a queued job is cancelled at once (in the same transaction, so a
         worker's claim either comes first, and the worker sees the flag, or finds it cancelled)."""
         now = time.time()
         with self.engine.begin() as c:
-            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "queued").values(
-                status="cancelled", cancel_requested=1, finished_at=now, updated_at=now,
+            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == QUEUED).values(
+                status=CANCELLED, cancel_requested=1, finished_at=now, updated_at=now,
                 note="cancelled before it started"))
-            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status != "cancelled").values(
+            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status != CANCELLED).values(
                 cancel_requested=1, updated_at=now))
         return self.get(job_id)
 
-    def resume(self, job_id: str) -> dict[str, Any] | None:
+    def resume(self, job_id: str) -> JobRow | None:
         """A cancelled job back to the queue, to go on from its last checkpoint (``<data_dir>/jobs/<id>/``:
         the worker's trainer resumes from it); None when the job is not cancelled (or unknown). Atomic: of
         two resumes, one wins."""
         now = time.time()
         with self.engine.begin() as c:
-            r = c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "cancelled").values(
-                status="queued", cancel_requested=0, finished_at=None, error=None, updated_at=now,
+            r = c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == CANCELLED).values(
+                status=QUEUED, cancel_requested=0, finished_at=None, error=None, updated_at=now,
                 note="resumed: goes on from its last checkpoint", **_WORKER_CLEARED))
         return self.get(job_id) if r.rowcount else None
 
@@ -179,7 +182,7 @@ class JobStore:
         """Back to the queue (its checkpoint stays): the job lost its worker, or was handed back."""
         with self.engine.begin() as c:
             r = c.execute(update(jobs).where(*self._running(job_id, lease)).values(
-                status="queued", note=note, updated_at=time.time(), **_WORKER_CLEARED))
+                status=QUEUED, note=note, updated_at=time.time(), **_WORKER_CLEARED))
         return r.rowcount > 0
 
     def requeue_if_stale(self, job_id: str, cutoff: float, note: str, cancel: bool) -> bool:
@@ -187,16 +190,8 @@ class JobStore:
         cancelled when that was asked. Atomic: a heartbeat that lands first keeps the job where it is."""
         stale = func.coalesce(jobs.c.heartbeat_at, jobs.c.updated_at) < cutoff
         now = time.time()
-        values: dict[str, Any] = ({"status": "cancelled", "finished_at": now} if cancel else {"status": "queued"})
+        values: dict[str, Any] = ({"status": CANCELLED, "finished_at": now} if cancel else {"status": QUEUED})
         with self.engine.begin() as c:
-            r = c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "running", stale).values(
+            r = c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING, stale).values(
                 note=note, updated_at=now, **values, **_WORKER_CLEARED))
         return r.rowcount > 0
-
-    def stale_running(self, max_age: float) -> list[dict[str, Any]]:
-        """Running jobs whose worker has not sent a heartbeat for ``max_age`` seconds."""
-        cutoff = time.time() - max_age
-        stale = func.coalesce(jobs.c.heartbeat_at, jobs.c.updated_at) < cutoff
-        with self.engine.connect() as c:
-            rows = c.execute(select(jobs).where(jobs.c.status == "running", stale)).all()
-        return [self._row(r) for r in rows]  # type: ignore[misc]

@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ..model_names import name_of_card
 from .database import Database
+from .status import UNFINISHED
 from .tables import jobs, models, settings
 
 ACTIVE_KEY = "active_model"
-UNFINISHED = ("queued", "running")
 
 
 class ModelInUse(RuntimeError):
@@ -79,7 +79,7 @@ class ModelRows:
                 raise ModelInUse(f"model {model_id!r} is the active model: activate another one first "
                                  "(POST /models/{id}/activate)")
             users = [job_id for job_id, params in c.execute(
-                select(jobs.c.id, jobs.c.params).where(jobs.c.status.in_(UNFINISHED))).all()
+                select(jobs.c.id, jobs.c.params).where(jobs.c.status.in_([s.value for s in UNFINISHED]))).all()
                 if _init_model_of(params) == model_id]
             if users:
                 raise ModelInUse(f"model {model_id!r} is the init_model of job{'s' if len(users) > 1 else ''} "

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 
-from .conftest import make_settings
+from ..helpers import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

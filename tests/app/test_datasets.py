@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 
-from .conftest import AUTH, make_settings, png_bytes, rgb, wait_for
+from ..helpers import AUTH, make_settings, png_bytes, rgb, wait_for
 
 
 def _zip(entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from app.main import create_app
 
-from .conftest import make_settings, png_bytes, poll_until, rgb
+from ..helpers import make_settings, png_bytes, poll_until, rgb
 
 
 def _decode(content: bytes) -> Image.Image:
@@ -120,7 +120,7 @@ def test_body_over_the_limit_is_413(tmp_path, tiny_weights):
 
 
 def test_dataset_body_over_its_limit_is_a_json_413_naming_the_setting(tmp_path, tiny_weights):
-    from .conftest import AUTH
+    from ..helpers import AUTH
 
     s = make_settings(tmp_path / "d", tiny_weights, max_dataset_bytes=1000)
     with TestClient(create_app(s)) as c:
@@ -254,7 +254,7 @@ def test_the_tile_thread_outlives_cancelled_and_failing_work():
         first = scheduler.submit(stream(3), lambda: False)
         assert not first.cancel()  # running from submission on: only the scheduler ends it
         broken = scheduler.submit(stream(3, fail=True), lambda: False)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="^broken tile$"):
             broken.result(timeout=300)
         assert first.result(timeout=300) == "done"
         assert scheduler.submit(stream(2), lambda: False).result(timeout=300) == "done"

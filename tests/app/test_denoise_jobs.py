@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 
-from .conftest import make_settings, png_bytes, poll_until, rgb
+from ..helpers import make_settings, png_bytes, poll_until, rgb
 from .test_denoise import _huge_png
 
 PNG = {"content-type": "image/png"}

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from app.denoise_jobs import RETRY_UNFINISHED, reserve_bytes
 from app.main import create_app
 
-from .conftest import HANG_GUARD, make_settings, png_bytes, poll_until, rgb
+from ..helpers import HANG_GUARD, make_settings, png_bytes, poll_until, rgb
 from .test_denoise_jobs import _finished, _metric, hold  # noqa: F401 - hold is a fixture
 
 PNG = {"content-type": "image/png"}

@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 from app.imaging import check_output_size
 from app.main import create_app
 
-from .conftest import make_settings, png_bytes, rgb
+from ..helpers import make_settings, png_bytes, rgb
 from .test_denoise_jobs import _finished
 
 JPEG = {"content-type": "image/jpeg"}

@@ -14,7 +14,7 @@ from app.main import create_app
 from n2n_core import raw
 
 from ..photo_files import MAKE, MODEL, ORIENTATION, SRGB, camera_exif, dng, frames, heic
-from .conftest import make_settings, png_bytes, poll_until, rgb
+from ..helpers import make_settings, png_bytes, poll_until, rgb
 
 OCTET = {"content-type": "application/octet-stream"}
 
@@ -157,7 +157,7 @@ def test_the_api_documents_the_new_formats(client):
 def test_a_dataset_refuses_a_raw_or_an_animation_by_name(client):
     import zipfile
 
-    from .conftest import AUTH
+    from ..helpers import AUTH
 
     # a .dng member is skipped as any non-image is; a RAW under an image's name is refused, as is an animation
     for name, data, why in (("shot.tif", dng(), "camera RAW (DNG)"), ("anim.png", frames("PNG", 2), "2 frames")):

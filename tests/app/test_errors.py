@@ -6,7 +6,7 @@ import pytest
 
 from app.errors import json_safe
 
-from .conftest import AUTH
+from ..helpers import AUTH
 
 
 def _strict_json(text: str):

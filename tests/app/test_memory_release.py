@@ -11,7 +11,7 @@ from app.denoiser import DenoiseQueue
 from app.main import create_app
 from n2n_core.runtime import release_memory
 
-from .conftest import make_settings, png_bytes, poll_until, rgb
+from ..helpers import make_settings, png_bytes, poll_until, rgb
 
 
 def queue(calls: list[int], after: float) -> DenoiseQueue:

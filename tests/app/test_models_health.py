@@ -4,7 +4,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 
-from .conftest import AUTH, make_settings, png_bytes, rgb
+from ..helpers import AUTH, make_settings, png_bytes, rgb
 
 
 def test_models_list_cards_and_activation(client):

@@ -20,7 +20,7 @@ from app.registry import UnknownModel
 from app.store import ModelGone, ModelRows, open_database
 from app.store.migrate import alembic_config
 
-from .conftest import AUTH, make_settings, png_bytes, poll_until, rgb, wait_for
+from ..helpers import AUTH, make_settings, png_bytes, poll_until, rgb, wait_for
 
 TINY_JOB = {"dataset": "builtin", "arch": "tiny", "steps": 4, "batch_size": 2, "patch_size": 16}
 

@@ -23,7 +23,7 @@ import yaml
 from app.config import Settings
 from n2n_core.runtime import cores
 
-from .conftest import png_bytes, poll_until, rgb
+from ..helpers import png_bytes, poll_until, rgb
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from n2n_core import images
 
-from .conftest import make_settings, png_bytes, rgb
+from ..helpers import make_settings, png_bytes, rgb
 
 
 def test_limits_name_the_upload_limits(client, settings):

@@ -12,13 +12,13 @@ from pathlib import Path
 import torch
 from fastapi.testclient import TestClient
 
-from app.jobs.worker import ProcInfo, proc_info
+from app.jobs.procs import ProcInfo, proc_info
 from app.main import create_app
 from app.store import JobStore, open_database
 from n2n_core.runtime import cores
 from n2n_core.serialize import load
 
-from .conftest import AUTH, make_settings, poll_until, wait_for
+from ..helpers import AUTH, make_settings, poll_until, wait_for
 
 SMALL = {"dataset": "builtin", "arch": "tiny", "steps": 12, "batch_size": 4, "patch_size": 32, "seed": 3}
 LONG = {**SMALL, "steps": 1_000_000, "nproc_per_node": 2}
@@ -66,14 +66,14 @@ def test_a_data_parallel_job_reports_progress_is_handed_back_resumes_and_is_canc
                          "the data-parallel job training")
         # The worker shown is the one that claimed the job (here: the API with its embedded worker).
         assert job["status"] == "running" and job["worker"] == {"host": socket.gethostname(), "pid": os.getpid()}
-        launcher = proc_info(JobStore(open_database(None, data_dir)).get(job_id)["worker_pid"])
+        launcher = proc_info(JobStore(open_database(None, data_dir)).get(job_id).worker_pid)
         assert launcher is not None and launcher.ppid == os.getpid()
         ranks = poll_until(lambda: len(found := children(launcher.pid)) >= 2 and found, "the two ranks")
     # The service stopped: the job was checkpointed and handed back, and no process of it is left.
     store = JobStore(open_database(None, data_dir))
-    job = poll_until(lambda: (j := store.get(job_id))["status"] == "queued" and j, "the job handed back")
-    assert "handed back at step" in job["note"]
-    stopped_at = int(job["note"].split("handed back at step ")[1].split()[0])
+    job = poll_until(lambda: (j := store.get(job_id)).status == "queued" and j, "the job handed back")
+    assert "handed back at step" in job.note
+    stopped_at = int(job.note.split("handed back at step ")[1].split()[0])
     assert stopped_at >= 3 and (data_dir / "jobs" / job_id / "model.ckpt.safetensors").exists()
     poll_until(lambda: gone([launcher, *ranks]), "the training processes gone")
 
@@ -88,7 +88,7 @@ def test_a_data_parallel_job_reports_progress_is_handed_back_resumes_and_is_canc
 
         poll_until(resumed, "the job resumed past its checkpoint", every=0.05)
         assert min(steps) >= stopped_at  # from its checkpoint, not from step 0
-        launcher = proc_info(store.get(job_id)["worker_pid"])
+        launcher = proc_info(store.get(job_id).worker_pid)
         ranks = children(launcher.pid) if launcher else []
         assert c.post(f"/train/{job_id}/cancel", headers=AUTH).status_code == 202
         job = wait_for(c, job_id)

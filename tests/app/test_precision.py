@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from app.main import create_app
 
-from .conftest import make_settings, png_bytes, poll_until, rgb
+from ..helpers import make_settings, png_bytes, poll_until, rgb
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

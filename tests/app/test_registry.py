@@ -13,9 +13,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.registry import ModelRegistry, model_bytes
 
-from .conftest import AUTH, make_settings, png_bytes, poll_until, rgb
-
-HANG_GUARD = 240.0  # seconds: only a deadlock takes this long
+from ..helpers import AUTH, HANG_GUARD, make_settings, png_bytes, poll_until, rgb
 
 
 def _register_copies(data_dir, weights, count):

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs.store import JobStore
-from app.jobs.worker import Scheduler, _heartbeat, proc_info
+from app.jobs.procs import heartbeat, proc_info
+from app.jobs.scheduler import Scheduler
 from app.main import create_app
+from app.store import JobRow, JobStore
 
-from .conftest import AUTH, make_settings, poll_until, wait_for
+from ..helpers import AUTH, make_settings, poll_until, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {"dataset": "builtin", "noise": {"kind": "gaussian", "sigma": 25}, "arch": "tiny", "steps": 4,
@@ -29,8 +30,8 @@ LONG = {**PARAMS, "steps": 1_000_000}  # runs until it is stopped
 SERVICE = """
 import sys, threading
 from pathlib import Path
-from app.jobs.store import JobStore
-from app.jobs.worker import Scheduler
+from app.jobs.scheduler import Scheduler
+from app.store import JobStore
 data = Path(sys.argv[1])
 Scheduler(JobStore(data / "jobs.sqlite3"), data, "cpu").start()
 threading.Event().wait()
@@ -40,14 +41,15 @@ threading.Event().wait()
 UNGUARDED_SERVICE = """
 import multiprocessing as mp, os, sys, threading
 from pathlib import Path
-from app.jobs.store import JobStore
-from app.jobs.worker import process_start, run_job
+from app.jobs.procs import process_start
+from app.jobs.training import run_job
+from app.store import JobStore
 data = Path(sys.argv[1])
 store = JobStore(data / "jobs.sqlite3")
 job = store.claim_next()
-p = mp.get_context("spawn").Process(target=run_job, args=(job["id"], str(data), "cpu", None), daemon=True)
+p = mp.get_context("spawn").Process(target=run_job, args=(job.id, str(data), "cpu", None), daemon=True)
 p.start()
-store.set_pid(job["id"], p.pid, os.getpid(), process_start(p.pid))
+store.set_pid(job.id, p.pid, os.getpid(), process_start(p.pid))
 threading.Event().wait()
 """
 
@@ -63,11 +65,11 @@ def start_service(script: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], cwd=ROOT)
 
 
-def training(store: JobStore, job_id: str) -> dict | None:
+def training(store: JobStore, job_id: str) -> JobRow | None:
     """The job once its recorded worker has trained a step, else None."""
     job = store.get(job_id)
-    assert job["status"] in ("queued", "running"), job
-    ok = job["status"] == "running" and job["worker_pid"] and job["progress"]["step"] >= 1
+    assert job.status in ("queued", "running"), job
+    ok = job.status == "running" and job.worker_pid and job.progress["step"] >= 1
     return job if ok else None
 
 
@@ -108,13 +110,13 @@ def test_jobs_and_models_survive_a_restart_and_orphans_resume(tmp_path, tiny_wei
 def test_the_worker_dies_with_its_service_on_kill_9(tmp_path):
     data_dir = tmp_path / "data"
     store = JobStore(data_dir / "jobs.sqlite3")
-    job_id = store.create(LONG)["id"]
+    job_id = store.create(LONG).id
     service = start_service(SERVICE, data_dir)
     worker = None
     try:
         job = poll_until(lambda: training(store, job_id), "the worker training")
-        worker = proc_info(job["worker_pid"])
-        assert worker is not None and worker.ppid == service.pid and worker.start == job["worker_start"]
+        worker = proc_info(job.worker_pid)
+        assert worker is not None and worker.ppid == service.pid and worker.start == job.worker_start
         service.send_signal(signal.SIGKILL)
         service.wait()
         poll_until(lambda: proc_info(worker.pid) is None or proc_info(worker.pid).start != worker.start,
@@ -128,9 +130,9 @@ def test_the_worker_dies_with_its_service_on_kill_9(tmp_path):
 
 GRANDCHILD = """
 import sys, threading
-from app.jobs.store import JobStore
-from app.jobs.worker import _heartbeat
-_heartbeat(JobStore(sys.argv[1]), "j-none", threading.Event(), int(sys.argv[2]))  # until it is orphaned
+from app.jobs.procs import heartbeat
+from app.store import JobStore
+heartbeat(JobStore(sys.argv[1]), "j-none", threading.Event(), int(sys.argv[2]))  # until it is orphaned
 """
 MIDDLE = """
 import os, subprocess, sys, threading
@@ -162,20 +164,20 @@ def test_without_the_kernel_signal_the_heartbeat_thread_still_ends_an_orphaned_w
 
 def test_the_heartbeat_thread_leaves_a_worker_with_its_parent_alone(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3")
-    job_id = store.create(PARAMS)["id"]
+    job_id = store.create(PARAMS).id
     store.claim_next()
-    first = store.get(job_id)["heartbeat_at"]
+    first = store.get(job_id).heartbeat_at
     halt, orphaned = threading.Event(), threading.Event()
-    beats = threading.Thread(target=_heartbeat, args=(store, job_id, halt, os.getppid(), 0.05, orphaned.set))
+    beats = threading.Thread(target=heartbeat, args=(store, job_id, halt, os.getppid(), 0.05, orphaned.set))
     beats.start()
     try:
-        poll_until(lambda: store.get(job_id)["heartbeat_at"] > first, "a heartbeat")
+        poll_until(lambda: store.get(job_id).heartbeat_at > first, "a heartbeat")
         assert not orphaned.is_set()
     finally:
         halt.set()
         beats.join()
     gone = threading.Event()  # a parent pid that is not ours: the process would exit
-    beats = threading.Thread(target=_heartbeat, args=(store, job_id, threading.Event(), dead_pid(), 0.05, gone.set),
+    beats = threading.Thread(target=heartbeat, args=(store, job_id, threading.Event(), dead_pid(), 0.05, gone.set),
                              daemon=True)
     beats.start()
     poll_until(gone.is_set, "the parent check firing")
@@ -186,13 +188,13 @@ def test_the_heartbeat_thread_leaves_a_worker_with_its_parent_alone(tmp_path):
 def test_a_restart_stops_a_live_orphaned_worker_so_only_one_trains_and_cancel_works(tmp_path, tiny_weights):
     data_dir = tmp_path / "data"
     store = JobStore(data_dir / "jobs.sqlite3")
-    job_id = store.create(LONG)["id"]
+    job_id = store.create(LONG).id
     old_service = start_service(UNGUARDED_SERVICE, data_dir)
     orphan = None
     try:
         job = poll_until(lambda: training(store, job_id), "the first worker training")
-        orphan = proc_info(job["worker_pid"])
-        assert orphan is not None and orphan.start == job["worker_start"]
+        orphan = proc_info(job.worker_pid)
+        assert orphan is not None and orphan.start == job.worker_start
         old_service.send_signal(signal.SIGKILL)
         old_service.wait()
         assert proc_info(orphan.pid) is not None  # without the guards it survives its service, heartbeating
@@ -202,7 +204,7 @@ def test_a_restart_stops_a_live_orphaned_worker_so_only_one_trains_and_cancel_wo
             poll_until(lambda: proc_info(orphan.pid) is None or proc_info(orphan.pid).start != orphan.start,
                        f"orphaned worker {orphan.pid} gone")
             job = poll_until(lambda: training(store, job_id), "the job training again under the new service")
-            assert job["worker_pid"] != orphan.pid and "orphaned" in c.get(f"/train/{job_id}").json()["note"]
+            assert job.worker_pid != orphan.pid and "orphaned" in c.get(f"/train/{job_id}").json()["note"]
             assert proc_info(orphan.pid) is None or proc_info(orphan.pid).start != orphan.start  # one trainer
             assert c.post(f"/train/{job_id}/cancel", headers=AUTH).status_code == 202
             assert wait_for(c, job_id)["status"] == "cancelled"
@@ -219,7 +221,7 @@ def test_recovery_never_kills_a_process_that_only_reuses_the_workers_pid(tmp_pat
     bystander = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait()"])
     try:
         info = poll_until(lambda: proc_info(bystander.pid), "the bystander started")
-        a, b = store.create(PARAMS)["id"], store.create(PARAMS)["id"]
+        a, b = store.create(PARAMS).id, store.create(PARAMS).id
         for job_id in (a, b):
             store.claim_next()
         store.set_pid(a, bystander.pid, dead_pid(), info.start + 1)  # the pid, but another process's start time
@@ -228,7 +230,7 @@ def test_recovery_never_kills_a_process_that_only_reuses_the_workers_pid(tmp_pat
         scheduler = Scheduler(store, tmp_path, "cpu", stale_seconds=0.5, heartbeat_seconds=0.1)
         recovered = set()
         poll_until(lambda: recovered.update(scheduler.recover()) or recovered == {a, b}, "both jobs recovered")
-        assert {store.get(a)["status"], store.get(b)["status"]} == {"queued"}
+        assert {store.get(a).status, store.get(b).status} == {"queued"}
         assert bystander.poll() is None and proc_info(bystander.pid) == info  # still alive, untouched
     finally:
         bystander.kill()

@@ -11,7 +11,7 @@ from app.errors import ECHO_LIMIT, ELLIPSIS
 from app.main import STATIC, create_app
 from app.security_headers import CSP
 
-from .conftest import AUTH, make_settings, png_bytes, rgb
+from ..helpers import AUTH, make_settings, png_bytes, rgb
 
 SAME = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
 

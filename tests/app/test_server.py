@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import png_bytes
+from ..helpers import HANG_GUARD, png_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
-HANG_GUARD = 300.0  # seconds; only a hang takes this long
 
 
 def _free_port() -> int:

@@ -23,11 +23,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
-from app.jobs.worker import Scheduler
+from app.jobs.scheduler import Scheduler
 from app.main import create_app
 from app.store import JobStore, StoreConfigError, open_database, open_store
 
-from .conftest import AUTH, make_settings, png_bytes, poll_until, rgb
+from ..helpers import AUTH, make_settings, png_bytes, poll_until, rgb
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = {"dataset": "builtin", "arch": "tiny", "steps": 1_000_000, "batch_size": 2, "patch_size": 32}
@@ -42,7 +42,7 @@ while not Path(sys.argv[3]).exists():
     time.sleep(0.01)
 got = []
 while (job := store.claim_next("test-host", os.getpid())) is not None:
-    got.append(job["id"])
+    got.append(job.id)
 print(json.dumps(got))
 """
 
@@ -86,7 +86,7 @@ def running_under(client: TestClient, job_id: str, pid: int, min_step: int = 1) 
 def test_each_job_is_claimed_by_exactly_one_of_many_racing_workers(backend, tmp_path, request):
     url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     store = JobStore(open_store(url, tmp_path))
-    ids = {store.create({"steps": 1})["id"] for _ in range(60)}
+    ids = {store.create({"steps": 1}).id for _ in range(60)}
     go = tmp_path / "go"
     claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, url or "", str(tmp_path), str(go)], cwd=ROOT,
                                  stdout=subprocess.PIPE, text=True) for _ in range(6)]

@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from app.store import open_database, open_store
 
-from .conftest import HANG_GUARD, TOKEN, poll_until
+from ..helpers import HANG_GUARD, TOKEN, poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLICAS, WORKERS = 4, 2

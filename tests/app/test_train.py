@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 
-from .conftest import AUTH, png_bytes, poll_until, rgb, wait_for
+from ..helpers import AUTH, png_bytes, poll_until, rgb, wait_for
 
 
 def test_token_required_and_explained(client, tmp_path, tiny_weights):
@@ -200,3 +200,11 @@ def test_a_cancelled_job_resumes_from_its_checkpoint(client):
     assert done["status"] == "succeeded" and done["progress"]["step"] == 800 and done["model_id"], done
     assert min(seen) >= stopped_at  # it went on from its checkpoint, never from step 0
     assert client.post(f"/train/{jid}/resume", headers=AUTH).status_code == 409  # succeeded
+
+
+def test_the_statuses_a_job_can_have_are_listed_with_the_final_ones(client):
+    r = client.get("/train/statuses")
+    assert r.status_code == 200
+    assert r.json() == {"statuses": ["queued", "running", "succeeded", "failed", "cancelled"],
+                        "final": ["succeeded", "failed", "cancelled"]}
+    assert client.get("/train/j-000000000000").status_code == 404  # /train/{id} is unchanged beside it

@@ -10,7 +10,7 @@ from app.main import create_app
 from app.routes.train import train_memory_limit
 from n2n_core.train_memory import machine_memory, training_memory
 
-from .conftest import AUTH, make_settings
+from ..helpers import AUTH, make_settings
 
 
 def test_a_job_over_the_memory_limit_is_422_with_its_estimate(tmp_path, tiny_weights):

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from n2n_core.noise import noise_from_dict, parse_noise
 
-from .conftest import AUTH, make_settings, wait_for
+from ..helpers import AUTH, make_settings, wait_for
 
 JOB = {"dataset": "builtin", "arch": "tiny", "steps": 1_000_000, "batch_size": 2, "patch_size": 16}
 MIXTURE = "gaussian:0-50+poisson-gaussian:0.04,25"

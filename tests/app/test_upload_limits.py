@@ -20,7 +20,7 @@ from app.limits import MinUploadRate
 from app.main import create_app
 from app.uploads import SPOOL_MEMORY, spool_body
 
-from .conftest import make_settings, png_bytes, rgb
+from ..helpers import make_settings, png_bytes, rgb
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .conftest import HANG_GUARD, ROOT, TOKEN
+from ..helpers import HANG_GUARD_MS, ROOT, TOKEN
 
 
 def noisy_photo(tmp_path: Path) -> Path:
@@ -32,7 +32,7 @@ def test_upload_shows_a_result_of_the_same_size(server, browser, tmp_path):
     page.on("request", lambda r: external.append(r.url) if not r.url.startswith((server, "blob:", "data:")) else None)
     page.goto(server)
     page.locator("input[type=file]").first.set_input_files(str(photo))
-    page.wait_for_function("document.getElementById('status').innerText.startsWith('Done')", timeout=HANG_GUARD)
+    page.wait_for_function("document.getElementById('status').innerText.startsWith('Done')", timeout=HANG_GUARD_MS)
     size = page.evaluate("[document.getElementById('after').naturalWidth, document.getElementById('after').naturalHeight]")
     assert size == [w, h]
     assert "Done" in page.locator("#status").inner_text()
@@ -47,7 +47,7 @@ def test_errors_are_shown(server, browser, tmp_path):
     page = browser.new_page()
     page.goto(server)
     page.locator("input[type=file]").first.set_input_files(str(bad))
-    page.wait_for_function("document.getElementById('status').classList.contains('error')", timeout=HANG_GUARD)
+    page.wait_for_function("document.getElementById('status').classList.contains('error')", timeout=HANG_GUARD_MS)
     assert "not a readable image" in page.locator("#status").inner_text()
 
 
@@ -57,12 +57,12 @@ def test_training_progress_moves_and_cancel_ends_the_job(server, browser):
     page.fill("#token", TOKEN)
     page.fill("#steps", "100000")
     page.click("#start")
-    page.wait_for_function("document.getElementById('progress').value > 0", timeout=HANG_GUARD)
+    page.wait_for_function("document.getElementById('progress').value > 0", timeout=HANG_GUARD_MS)
     first = page.evaluate("document.getElementById('progress').value")
-    page.wait_for_function(f"document.getElementById('progress').value > {first}", timeout=HANG_GUARD)
+    page.wait_for_function(f"document.getElementById('progress').value > {first}", timeout=HANG_GUARD_MS)
     page.click("#cancel")
     page.wait_for_function("document.getElementById('train-status').innerText.includes('cancelled')",
-                           timeout=HANG_GUARD)
+                           timeout=HANG_GUARD_MS)
     assert page.locator("#start").is_enabled()
 
 
@@ -91,4 +91,4 @@ def test_keyboard_and_labels(server, browser, tmp_path):
     else:
         raise AssertionError("the photo picker did not open from the keyboard")
     chooser.value.set_files(str(noisy_photo(tmp_path)))
-    page.wait_for_function("document.getElementById('after').naturalWidth > 0", timeout=HANG_GUARD)
+    page.wait_for_function("document.getElementById('after').naturalWidth > 0", timeout=HANG_GUARD_MS)

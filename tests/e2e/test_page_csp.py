@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .conftest import HANG_GUARD, opened, pump, wait_done
+from ..helpers import HANG_GUARD_MS, opened, pump, wait_done
 
 WATCH = """() => { window.__csp = []; document.addEventListener('securitypolicyviolation',
              e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI)); }"""
@@ -31,7 +31,7 @@ def test_the_page_and_docs_run_under_their_policy(server, browser, tmp_path):
         assert not log["page_errors"], log["page_errors"]
         console.clear()
         page.goto(f"{server}/docs")
-        page.wait_for_selector(".swagger-ui .opblock", timeout=HANG_GUARD)
+        page.wait_for_selector(".swagger-ui .opblock", timeout=HANG_GUARD_MS)
         assert _violations(page, console) == []
         # the control: an inline script is refused, and reported, so the checks above could see a violation
         page.goto(server)

@@ -12,7 +12,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from .conftest import (HANG_GUARD, denoise_posts, image_pixels, opened, photo, png_header_only, pump, release,
+from ..helpers import (HANG_GUARD_MS, denoise_posts, image_pixels, opened, photo, png_header_only, pump, release,
                        wait_done, wait_error)
 
 STATUS_DONE = "document.getElementById('status').innerText.startsWith('Done')"
@@ -92,7 +92,7 @@ def test_a_newer_pick_abandons_a_background_job(server, browser, tmp_path):
     with opened(browser, server) as (page, log):
         polls, deletes = [], []
         page.route("**/denoise/jobs/**", lambda route: _hold_polls(route, polls, deletes))
-        with page.expect_request(lambda r: r.method == "POST" and "/denoise" in r.url, timeout=HANG_GUARD) as req:
+        with page.expect_request(lambda r: r.method == "POST" and "/denoise" in r.url, timeout=HANG_GUARD_MS) as req:
             page.locator("#photo").set_input_files(str(big))
         assert "/denoise/jobs" in req.value.url, "a large photo must go through POST /denoise/jobs"
         pump(page, lambda: polls, "the first poll of the job")
@@ -191,15 +191,15 @@ def test_error_messages_are_plain_and_checked_before_upload(server, browser, tmp
         text = wait_error(page)
         assert text.lower().count("not a readable image") == 1, text
         page.locator("#photo").set_input_files(str(empty))
-        page.wait_for_function("document.getElementById('status').innerText.includes('empty.jpg')", timeout=HANG_GUARD)
+        page.wait_for_function("document.getElementById('status').innerText.includes('empty.jpg')", timeout=HANG_GUARD_MS)
         text = wait_error(page)
         assert "empty" in text and not any(w in text for w in ("multipart", "field", "body")), text
         page.locator("#photo").set_input_files(str(huge))
-        page.wait_for_function("document.getElementById('status').innerText.includes('huge.jpg')", timeout=HANG_GUARD)
+        page.wait_for_function("document.getElementById('status').innerText.includes('huge.jpg')", timeout=HANG_GUARD_MS)
         text = wait_error(page)
         assert "300 MB" in text and "256 MB" in text and "40 megapixels" in text, text
         page.locator("#photo").set_input_files(str(many))
-        page.wait_for_function("document.getElementById('status').innerText.includes('many.png')", timeout=HANG_GUARD)
+        page.wait_for_function("document.getElementById('status').innerText.includes('many.png')", timeout=HANG_GUARD_MS)
         text = wait_error(page)
         assert "48 megapixels" in text and "40 megapixels" in text and "MB" in text, text
         assert not denoise_posts(log), "these files should have been refused before any upload"
@@ -258,7 +258,7 @@ def test_a_large_photo_is_a_background_job_with_progress(server, browser, tmp_pa
         page.locator("#photo").set_input_files(str(big))
         page.wait_for_function("document.getElementById('denoise-progress').value === 0.3 && "
                                "document.getElementById('work-text').innerText.includes('3 of 10 tiles')",
-                               timeout=HANG_GUARD)
+                               timeout=HANG_GUARD_MS)
         assert page.locator("#work").is_visible() and page.locator("#denoise-cancel").is_enabled()
         for sel in ("#photo", "#model", "#format", "#start", "#split", "#token"):  # nothing else is locked
             assert page.locator(sel).is_enabled(), sel
@@ -281,7 +281,7 @@ def _hold_polls(route, polls, deletes) -> None:
 def _cancel(page, log, held) -> None:
     """Click Cancel while ``held`` (a routed request) waits: the page aborts it and says so."""
     page.click("#denoise-cancel")
-    page.wait_for_function("document.getElementById('status').innerText.startsWith('Cancelled')", timeout=HANG_GUARD)
+    page.wait_for_function("document.getElementById('status').innerText.startsWith('Cancelled')", timeout=HANG_GUARD_MS)
     pump(page, lambda: _failed(log, held), "the request aborted")
     release(held)
     assert page.locator("#work").is_hidden() and page.locator("#viewer").is_hidden()
@@ -308,10 +308,10 @@ def test_a_plain_request_shows_elapsed_time_and_can_be_cancelled(server, browser
         page.route("**/denoise?*", lambda route: held.append(route))
         page.locator("#photo").set_input_files(str(path))
         pump(page, lambda: held, "the upload")
-        page.wait_for_function("/\\d+ s/.test(document.getElementById('work-text').innerText)", timeout=HANG_GUARD)
+        page.wait_for_function("/\\d+ s/.test(document.getElementById('work-text').innerText)", timeout=HANG_GUARD_MS)
         first = page.locator("#work-text").inner_text()
         page.wait_for_function("t => document.getElementById('work-text').innerText !== t", arg=first,
-                               timeout=HANG_GUARD)  # the elapsed time moves
+                               timeout=HANG_GUARD_MS)  # the elapsed time moves
         assert page.evaluate("!document.getElementById('denoise-progress').hasAttribute('value')"), \
             "a single request has no measurable progress: the bar must be indeterminate"
         _cancel(page, log, held[0])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import HANG_GUARD, TOKEN, opened, photo, pump, release, rects, wait_done
+from ..helpers import HANG_GUARD_MS, TOKEN, opened, photo, pump, release, rects, wait_done
 
 CSP = "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
@@ -15,7 +15,7 @@ CSP = "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; b
 def _show(page, path, size):
     page.locator("#photo").set_input_files(str(path))
     wait_done(page, size=size)
-    page.wait_for_function("document.getElementById('after').getBoundingClientRect().width > 0", timeout=HANG_GUARD)
+    page.wait_for_function("document.getElementById('after').getBoundingClientRect().width > 0", timeout=HANG_GUARD_MS)
 
 
 def _box(page, selector):
@@ -99,7 +99,7 @@ def _job_routes(page, held, deletes, fake=None):
 
 def _started_job(page, big):
     with page.expect_response(lambda r: r.request.method == "POST" and "/denoise/jobs?" in r.url,
-                              timeout=HANG_GUARD) as started:
+                              timeout=HANG_GUARD_MS) as started:
         page.locator("#photo").set_input_files(str(big))
     return started.value.json()["id"]
 
@@ -162,10 +162,10 @@ def test_a_large_photo_shows_an_eta_and_never_0_of_0_tiles(server, browser, tmp_
         _job_routes(page, [], [], fake)
         page.locator("#photo").set_input_files(str(big))
         page.wait_for_function("document.getElementById('work-text').innerText.includes('starting…')",
-                               timeout=HANG_GUARD)
+                               timeout=HANG_GUARD_MS)
         assert "0 of 0" not in page.locator("#work-text").inner_text()
         page.wait_for_function("document.getElementById('work-text').innerText.includes('3 of 10 tiles, about 42 s left')",
-                               timeout=HANG_GUARD)
+                               timeout=HANG_GUARD_MS)
         wait_done(page, "eta.png")
 
 
@@ -201,7 +201,7 @@ def test_heic_avif_and_camera_raw_pass_the_page_check(server, browser, tmp_path)
             path.write_bytes(data)
             before = len(sent)
             page.locator("#photo").set_input_files(str(path))
-            page.wait_for_function("document.getElementById('status').classList.contains('error')", timeout=HANG_GUARD)
+            page.wait_for_function("document.getElementById('status').classList.contains('error')", timeout=HANG_GUARD_MS)
             text = page.locator("#status").inner_text()
             assert "is not a readable image: choose" not in text, f"{name} was refused by the page: {text}"
             assert len(sent) == before + 1, f"{name} was not sent"
@@ -209,7 +209,7 @@ def test_heic_avif_and_camera_raw_pass_the_page_check(server, browser, tmp_path)
         junk.write_bytes(b"just some text, no image at all" * 4)
         page.locator("#photo").set_input_files(str(junk))
         page.wait_for_function("document.getElementById('status').innerText.includes('not a readable image')",
-                               timeout=HANG_GUARD)
+                               timeout=HANG_GUARD_MS)
         assert "HEIC" in page.locator("#status").inner_text()
 
 
@@ -274,8 +274,8 @@ def test_training_panel_folds_shows_a_job_once_confirms_and_deletes(server, brow
         _fake_training(page, deletes, activations)
         page.goto(server)
         page.fill("#token", TOKEN)
-        page.wait_for_selector('#jobs li[data-job="j-low"]', timeout=HANG_GUARD)
-        page.wait_for_selector('#models li[data-model="m-low"]', timeout=HANG_GUARD)
+        page.wait_for_selector('#jobs li[data-job="j-low"]', timeout=HANG_GUARD_MS)
+        page.wait_for_selector('#models li[data-model="m-low"]', timeout=HANG_GUARD_MS)
         # collapsible, below the viewer
         panel = page.locator("#training-panel")
         assert page.evaluate("document.getElementById('training-panel').tagName") == "DETAILS"
@@ -295,7 +295,7 @@ def test_training_panel_folds_shows_a_job_once_confirms_and_deletes(server, brow
         # "Use this model" asks first, comparing validation PSNRs, and warns when the new one is lower
         page.locator('#jobs li[data-job="j-low"] button.activate').click()
         dialog = page.locator("#confirm-model")
-        dialog.wait_for(state="visible", timeout=HANG_GUARD)
+        dialog.wait_for(state="visible", timeout=HANG_GUARD_MS)
         words = dialog.inner_text()
         assert "20.40 dB" in words and "30.25 dB" in words, words
         assert page.locator("#confirm-warning").is_visible() and "lower" in page.locator("#confirm-warning").inner_text()

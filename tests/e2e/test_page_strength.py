@@ -8,7 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from .conftest import HANG_GUARD, denoise_posts, image_pixels, opened, photo, pump, wait_done
+from ..helpers import HANG_GUARD_MS, denoise_posts, image_pixels, opened, photo, pump, wait_done
 
 DENOISE_POST = "r => r.method === 'POST' && r.url.includes('/denoise')"
 
@@ -48,7 +48,7 @@ def test_strength_is_sent_and_changing_it_reruns_the_photo(server, browser, tmp_
         assert sigma and f"σ {sigma}" in status, status  # the measured noise level, as the service sent it
         full = _distance_from(page, noisy)
 
-        with page.expect_request(_is_denoise_post, timeout=HANG_GUARD) as sent:
+        with page.expect_request(_is_denoise_post, timeout=HANG_GUARD_MS) as sent:
             _set_slider(page, 30)
         assert _strength_param(sent.value.url) == "0.3"
         assert slider.get_attribute("aria-valuetext") == "30 %: 70 % of the photo's grain kept"
@@ -59,7 +59,7 @@ def test_strength_is_sent_and_changing_it_reruns_the_photo(server, browser, tmp_
         assert blended < 0.5 * full, (blended, full)  # the result moved towards the photo as sent
 
         slider.focus()
-        with page.expect_request(_is_denoise_post, timeout=HANG_GUARD) as sent:
+        with page.expect_request(_is_denoise_post, timeout=HANG_GUARD_MS) as sent:
             page.keyboard.press("ArrowRight")  # the keyboard moves it by one step (5 %) and re-runs too
         assert _strength_param(sent.value.url) == "0.35"
         assert "35 % strength" in wait_done(page, "grain.png")
@@ -69,10 +69,10 @@ def test_a_background_job_carries_the_strength(server, browser, tmp_path):
     big = photo(tmp_path, 1600, 1000, "big-grain.png")  # above N2N_PAGE_JOB_PIXELS: POST /denoise/jobs
     with opened(browser, server) as (page, log):
         page.evaluate("document.getElementById('strength').value = 50")
-        with page.expect_request(_is_denoise_post, timeout=HANG_GUARD) as sent:
+        with page.expect_request(_is_denoise_post, timeout=HANG_GUARD_MS) as sent:
             page.locator("#photo").set_input_files(str(big))
         assert "/denoise/jobs?" in sent.value.url and _strength_param(sent.value.url) == "0.5"
         pump(page, lambda: page.locator("#work").is_visible(), "the job's progress")
         page.click("#denoise-cancel")
         page.wait_for_function("document.getElementById('status').innerText.startsWith('Cancelled')",
-                               timeout=HANG_GUARD)
+                               timeout=HANG_GUARD_MS)

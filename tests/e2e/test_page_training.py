@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from .conftest import HANG_GUARD, TOKEN, opened
+from ..helpers import HANG_GUARD_MS, TOKEN, opened
 
 
 # ------------------------------------------------------------------------------------ defect 7: jobs on reload
@@ -16,19 +16,19 @@ def test_a_running_job_is_listed_after_a_reload_and_can_be_cancelled(server, bro
         page.fill("#token", TOKEN)
         page.fill("#steps", "100000")
         with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/train"),
-                                  timeout=HANG_GUARD) as started:
+                                  timeout=HANG_GUARD_MS) as started:
             page.click("#start")
         job_id = started.value.json()["id"]
         page.wait_for_function(
             """id => { const li = document.querySelector(`#jobs li[data-job="${id}"]`);
-                       return li && li.querySelector('progress').value > 0; }""", arg=job_id, timeout=HANG_GUARD)
+                       return li && li.querySelector('progress').value > 0; }""", arg=job_id, timeout=HANG_GUARD_MS)
         page.reload()
         item = page.locator(f'#jobs li[data-job="{job_id}"]')
-        item.wait_for(timeout=HANG_GUARD)
+        item.wait_for(timeout=HANG_GUARD_MS)
         page.wait_for_function(
             """id => { const li = document.querySelector(`#jobs li[data-job="${id}"]`);
                        return li && li.dataset.status === 'running' && li.querySelector('progress').value > 0; }""",
-            arg=job_id, timeout=HANG_GUARD)
+            arg=job_id, timeout=HANG_GUARD_MS)
         assert job_id in page.locator("#train-status").inner_text(), "the status names the running job"
         assert page.locator("#cancel").is_enabled(), "Cancel works after a reload"
         assert page.evaluate("document.getElementById('progress').value") > 0
@@ -37,9 +37,9 @@ def test_a_running_job_is_listed_after_a_reload_and_can_be_cancelled(server, bro
         cancel.click()  # the token is kept in this tab's sessionStorage
         page.wait_for_function(
             """id => document.querySelector(`#jobs li[data-job="${id}"]`).dataset.status === 'cancelled'""",
-            arg=job_id, timeout=HANG_GUARD)
+            arg=job_id, timeout=HANG_GUARD_MS)
         page.wait_for_function("document.getElementById('train-status').innerText.includes('cancelled')",
-                               timeout=HANG_GUARD)
+                               timeout=HANG_GUARD_MS)
         assert item.locator("button.cancel").count() == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
 
@@ -99,7 +99,7 @@ def test_model_names_show_date_and_validation_psnr(server, browser):
         page.wait_for_function("""() => [...document.getElementById('model').options]
             .some(o => o.value === 'm-320fda03b5' && o.text === 'm-320fda03b5 · 29.87 dB'
                        && o.title.includes('2026-01-01'))""",  # issue 22: short labels, details in the title
-                               timeout=HANG_GUARD)
+                               timeout=HANG_GUARD_MS)
         default = page.evaluate("[...document.getElementById('model').options].find(o => o.value === 'default').text")
         assert "dB" in default, default
 
@@ -130,6 +130,6 @@ def test_the_model_menu_leads_with_the_name_and_a_running_job_shows_its_eta(serv
         page.wait_for_function("""() => [...document.getElementById('model').options].some(o =>
             o.value === 'm-0a1b2c3d4e' && o.text === 'garden photos · 28.46 dB'
             && o.title.startsWith('garden photos (m-0a1b2c3d4e)') && o.title.includes('2026-01-01'))""",
-                               timeout=HANG_GUARD)  # issue 22: short labels "name · dB", details in the title
+                               timeout=HANG_GUARD_MS)  # issue 22: short labels "name · dB", details in the title
         page.wait_for_function("""() => { const li = document.querySelector('#jobs li[data-job="j2"]');
-            return li && li.innerText.includes('step 40 of 100, about 3 min left'); }""", timeout=HANG_GUARD)
+            return li && li.innerText.includes('step 40 of 100, about 3 min left'); }""", timeout=HANG_GUARD_MS)

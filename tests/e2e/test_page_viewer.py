@@ -3,7 +3,7 @@ photo, 100% that means one image pixel per screen pixel, no stray scrollbars or 
 
 from __future__ import annotations
 
-from .conftest import HANG_GUARD, before_edge, image_point_at, opened, photo, rects, wait_done
+from ..helpers import HANG_GUARD_MS, before_edge, image_point_at, opened, photo, rects, wait_done
 
 
 def _show(page, path):
@@ -11,7 +11,7 @@ def _show(page, path):
 
     page.locator("#photo").set_input_files(str(path))
     wait_done(page, size=Image.open(path).size)
-    page.wait_for_function("document.getElementById('after').getBoundingClientRect().width > 0", timeout=HANG_GUARD)
+    page.wait_for_function("document.getElementById('after').getBoundingClientRect().width > 0", timeout=HANG_GUARD_MS)
 
 
 def _near(a: float, b: float, tol: float = 1.5) -> bool:
@@ -88,7 +88,7 @@ def test_drag_the_handle_flip_with_b_wheel_pan_and_pinch(server, browser, tmp_pa
         page.mouse.move(px, py)
         page.mouse.wheel(0, -240)
         page.wait_for_function("w => document.getElementById('after').getBoundingClientRect().width > w",
-                               arg=rc["after"]["w"] + 1, timeout=HANG_GUARD)
+                               arg=rc["after"]["w"] + 1, timeout=HANG_GUARD_MS)
         rc = rects(page)
         got = image_point_at(rc, px, py)
         assert _near(got[0], under[0], 1.5) and _near(got[1], under[1], 1.5), (under, got)
