@@ -1,7 +1,7 @@
 """n2n_core against torch.nn + autograd on the seed network, timed interleaved in one run.
 
 Prints the median time of each and the ratio n2n_core / torch.nn for
-  - one training step: forward_and_vjp + optimizer step (SGD, momentum 0.9), batch 64 of 3x32x32;
+  - one training step: forward_and_backward + optimizer step (SGD, momentum 0.9), batch 64 of 3x32x32;
   - inference on one 3x512x512 image (torch.nn under torch.inference_mode()).
 
     python benchmarks/core_speed.py [--device cpu|cuda] [--repeats 30]
@@ -41,7 +41,7 @@ def main() -> None:
     img = torch.rand(1, 3, 512, 512, device=device)
 
     def ours_train():
-        model.forward_and_vjp(x, lambda y: loss.vjp(y, t))
+        model.forward_and_backward(x, lambda y: loss.vjp(y, t))
         opt.step()
 
     def torch_train():

@@ -62,7 +62,7 @@ def main() -> None:
             lr = learning_rate(cfg, step)
             t0 = time.perf_counter()
             opt.lr = lr
-            ours.forward_and_vjp(x, lambda out: loss.vjp(out, y))
+            ours.forward_and_backward(x, lambda out: loss.vjp(out, y))
             opt.step()
             t1 = time.perf_counter()
             for g in opt_ref.param_groups:

@@ -120,23 +120,12 @@ def _load_model(weights: str | None, device: str):
 # ----------------------------------------------------------------------------- train
 
 
-def _arch_of_weights(spec: str) -> str:
-    from .models import arch_of
-    from .serialize import read_metadata
-    from .weights import resolve
-
-    arch = arch_of(read_metadata(resolve(spec))[0])
-    if arch is None:
-        raise ValueError(f"the weights {spec!r} are not one of the named architectures, which fine-tuning needs")
-    return arch
-
-
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The validated TrainConfig of `n2n train`'s options."""
     from .models import DEFAULT_ARCH
-    from .train import TrainConfig
+    from .train import TrainConfig, arch_of_weights
 
-    arch = args.arch or (_arch_of_weights(args.init) if args.init else DEFAULT_ARCH)
+    arch = args.arch or (arch_of_weights(args.init) if args.init else DEFAULT_ARCH)
     shared = {"batch_size": args.batch_size, "patch_size": args.patch_size, "learning_rate": args.lr,
               "seed": args.seed, "gamma": args.gamma, "cell": args.cell}  # None: TrainConfig's default, which POST /train shares (app/schemas.py)
     cfg = TrainConfig(arch=arch, init=args.init, steps=args.steps, optimizer=args.optimizer,

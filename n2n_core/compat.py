@@ -57,7 +57,7 @@ class Model:
             for i in range(0, n, self.batch_size):
                 idx = order[i : i + self.batch_size]
                 x, y = x_all[idx].to(self.device), y_all[idx].to(self.device)
-                self.model.forward_and_vjp(x, lambda out: self.loss.vjp(out, y))
+                self.model.forward_and_backward(x, lambda out: self.loss.vjp(out, y))
                 self.optimizer.step()
 
     def predict(self, test_input: Tensor) -> Tensor:

@@ -165,13 +165,18 @@ Converter = Callable[[GraphBuilder, Any, str, str], str]
 def convert(g: GraphBuilder, module: Module, x: str, path: str = "") -> str:
     """Append the nodes computing ``module(x)``; the name of its output. ValueError for a layer type that has
     no ONNX form (the type is looked up exactly in ``CONVERTERS``: a subclass may compute something else)."""
+    return _converter(module)(g, module, x, path)
+
+
+def _converter(module: Module) -> Converter:
+    """The converter of ``module``'s exact type; ValueError naming a type without one."""
     converter = CONVERTERS.get(type(module))
     if converter is None:
         raise ValueError(
             f"export: {type(module).__name__} cannot be exported to ONNX: it has no converter in n2n_core.export "
             f"(exportable layers: {', '.join(sorted(t.__name__ for t in CONVERTERS))})"
         )
-    return converter(g, module, x, path)
+    return converter
 
 
 def _conv(g: GraphBuilder, m: Conv2d, x: str, path: str) -> str:
@@ -494,6 +499,8 @@ def build_onnx(model: Module, opset: int = DEFAULT_OPSET, metadata: dict[str, An
         raise ValueError(f"export: opset must be an integer from {MIN_OPSET} to {latest}, got {opset!r}")
     if not isinstance(model, Module):
         raise ValueError(f"export: expected an n2n_core Module, got {type(model).__name__}")
+    for m in model.modules():  # before size_multiple: a layer without a converter is named as such
+        _converter(m)
     cin, cout, same_size = _channels(model)
     g = GraphBuilder(opset=opset)
     output = _whole_image(g, model, INPUT_NAME) if whole_image else convert(g, model, INPUT_NAME)

@@ -28,8 +28,8 @@ from .receptive import activation_values_per_pixel, receptive_radius
 from .streaming import row_stream, state_per_column, streamable
 
 
-def _pad_to(x: Tensor, mult: int, extra: int = 0) -> tuple[Tensor, tuple[int, int]]:
-    """Reflect-pad (N, C, H, W) at the bottom/right to multiples of ``mult`` (at least ``extra`` more)."""
+def _pad_to(x: Tensor, mult: int) -> tuple[Tensor, tuple[int, int]]:
+    """Reflect-pad (N, C, H, W) at the bottom/right to multiples of ``mult``."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % mult, (-w) % mult
     if ph == pw == 0:
@@ -332,10 +332,6 @@ class Tile:
     window_left: int
     window_bottom: int
     window_right: int
-
-    @property
-    def window_pixels(self) -> int:
-        return (self.window_bottom - self.window_top) * (self.window_right - self.window_left)
 
 
 def _padded(n: int, mult: int) -> int:

@@ -67,7 +67,7 @@ class Noise2Noise:
         self.loss = MSE()
 
     def train_step(self, model: Module, inputs: Tensor, targets: Tensor, context: StepContext) -> Tensor:
-        y = model.forward_and_vjp(inputs, lambda out: self.loss.vjp(out, targets))
+        y = model.forward_and_backward(inputs, lambda out: self.loss.vjp(out, targets))
         return self.loss(y, targets)
 
     def network_patch(self, patch: int) -> int:
@@ -108,7 +108,7 @@ class Neighbor2Neighbor:
         del whole
         sub_input, sub_target = subsample(inputs, first), subsample(inputs, second)
         loss = Neighbor2NeighborLoss(self.gamma_at(context.step, context.steps))
-        y = model.forward_and_vjp(sub_input, lambda out: loss.vjp(out, sub_target, regulariser_target))
+        y = model.forward_and_backward(sub_input, lambda out: loss.vjp(out, sub_target, regulariser_target))
         return loss(y, sub_target, regulariser_target)
 
     def network_patch(self, patch: int) -> int:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -152,11 +151,6 @@ def arch_of(config: dict[str, Any]) -> str | None:
 
 
 def size_multiple(model: Module) -> int:
-    """Input sides must be multiples of this: the product of every pooling and conv stride factor."""
-    f = 1
-    for m in model.modules():
-        if isinstance(m, MaxPool2d):
-            f *= math.lcm(*m.kernel_size)
-        elif isinstance(m, Conv2d):
-            f *= math.lcm(*m.stride)
-    return f
+    """Input sides must be multiples of this: the product of every pooling and conv stride factor
+    (``Module.size_multiple``; ValueError naming a layer that does not describe itself)."""
+    return model.size_multiple()

@@ -5,10 +5,16 @@ A module computes ``y = f(x)`` and, on request, a closure for its vector-Jacobia
     y = m(x)
     y, vjp = m.forward_and_vjp(x)
     dL_dx, dL_dweight, dL_dbias = vjp(dL_dy)
-    y = m.forward_and_vjp(x, vjp_loss)      # training form: dL/dy = vjp_loss(y), gradients stored
+    y = m.forward_and_backward(x, vjp_loss)   # training: dL/dy = vjp_loss(y), gradients stored
 
 Subclasses implement ``forward`` and ``_forward_and_vjp``. The entry points above are the one
 boundary where every module's inputs are checked (``Module.forward_and_vjp`` says what).
+
+Every layer also describes itself to the code that plans tiled and streamed inference (the layer
+protocol, see ``Module.reach``): how far it reaches, how many activations it makes, which outputs
+depend on which inputs, which input sides it needs, and how it is computed by rows. The base class
+answers none of these (a ValueError naming the layer): a layer that does not describe itself cannot
+be tiled with a silently wrong margin. Elementwise layers inherit their answers from ``Pointwise``.
 
 Parameters live in ``.weight`` and ``.bias`` (``None`` when absent). Containers store the
 gradients of their children in ``.d_weight`` / ``.d_bias`` (summed over the uses of a module
@@ -18,6 +24,7 @@ attributes: the closure holds what the vjp needs.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -25,6 +32,10 @@ import torch
 from torch import Tensor
 
 VJP = Callable[..., tuple[Tensor | None, Tensor, Tensor]]
+Mask = Tensor  # bool (N, H, W): which values depend on a probed input pixel (``Module.dependency_mask``)
+
+#: the ways of computing a layer by rows that ``n2n_core.streaming.row_stream`` knows (``Module.row_streaming``)
+ROW_STREAMING_KINDS = ("pointwise", "conv", "pool", "upsample", "sequential", "concat", "residual", "cast")
 
 
 def empty_like_grad(x: Tensor) -> Tensor:
@@ -88,14 +99,33 @@ def store_grads(m: Module, dw: Tensor, db: Tensor) -> None:
         m.d_bias = db if m.d_bias is None or m.d_bias.numel() == 0 else m.d_bias + db
 
 
+def _undescribed(m: Module, what: str) -> ValueError:
+    return ValueError(
+        f"{type(m).__name__} does not describe its receptive reach and resolution ({what}): a layer must "
+        "answer the layer protocol of n2n_core.module.Module (reach, activation_values, dependency_mask, "
+        "size_multiple, row_streaming), or subclass Pointwise if it is elementwise"
+    )
+
+
 class Module:
     """Base class. Subclasses implement ``forward`` and ``_forward_and_vjp`` (and may override
-    ``_forward_and_vjp_inplace``); callers use ``m(x)`` and ``m.forward_and_vjp(x[, vjp_loss])``."""
+    ``_forward_and_vjp_inplace``) and the layer protocol (``reach``, ``activation_values``,
+    ``dependency_mask``, ``size_multiple``, ``row_streaming``); callers use ``m(x)``,
+    ``m.forward_and_vjp(x)`` and ``m.forward_and_backward(x, vjp_loss)``."""
 
     registry: ClassVar[dict[str, type[Module]]] = {}
     #: forward returns new storage that its vjp does not keep, so a container may let the next
     #: module overwrite it (see ``Sequential`` and the activations' ``*_inplace`` methods).
     fresh_output: ClassVar[bool] = False
+    #: ``forward_inplace`` overwrites its input instead of allocating the output (the activations);
+    #: when False it is the plain forward.
+    supports_inplace: ClassVar[bool] = False
+    #: how ``n2n_core.streaming.row_stream`` computes this layer by rows: one of ``ROW_STREAMING_KINDS``
+    #: ("pointwise": band by band; "conv" / "pool": keeping the rows the next output row still reads;
+    #: "upsample": band by band, each row repeated; "sequential" / "concat" / "residual" / "cast": through
+    #: the children), or None when it has no row-by-row form (a transposed convolution, the rotations of a
+    #: self-ensemble, a whole-image decision): ``row_stream`` then raises ValueError naming the layer.
+    row_streaming: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -114,38 +144,55 @@ class Module:
         return self.forward(as_data(x))
 
     def forward_and_vjp(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None = None) -> Any:
-        """(y, vjp) with y = self(x); with ``vjp_loss`` the training form, which returns y.
-
-        The training form clears this module's stored gradients, runs the vjp on dL/dy = vjp_loss(y)
-        and stores every parameter gradient (``d_weight`` / ``d_bias``) of the module and its descendants.
+        """(y, vjp) with y = self(x).
 
         Checks made here for every module, nested or not:
           - x (and later dy) is detached: a tensor with requires_grad is accepted as plain data;
           - an empty x (a batch of N = 0) is a ValueError: there is nothing to train on;
           - the vjp raises ValueError naming the module when dy's shape is not y's.
+
+        ``forward_and_vjp(x, vjp_loss)``, the former training form, is deprecated: it warns
+        (DeprecationWarning) and returns ``forward_and_backward(x, vjp_loss)``.
         """
-        return self._checked_pass(x, vjp_loss, inplace=False)
-
-    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
-        """``forward_and_vjp`` that may overwrite x (Sequential calls it when no one else holds x)."""
-        return self._checked_pass(x, None, inplace=True)
-
-    def _checked_pass(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor] | None, inplace: bool) -> Any:
-        """The checks of ``forward_and_vjp`` around ``_forward_and_vjp(_inplace)``, then the training form if asked."""
-        x = as_data(x)
-        reject_empty_input(self, x)
         if vjp_loss is not None:
-            clear_grads([self])
-        y, vjp = self._forward_and_vjp_inplace(x) if inplace else self._forward_and_vjp(x)
-        vjp = vjp_checking_dy(self, y, vjp)
-        if vjp_loss is None:
-            return y, vjp
+            warnings.warn("Module.forward_and_vjp(x, vjp_loss) is deprecated; use forward_and_backward(x, vjp_loss)",
+                          DeprecationWarning, stacklevel=2)
+            return self.forward_and_backward(x, vjp_loss)
+        return self._checked_pass(x, inplace=False)
+
+    def forward_and_backward(self, x: Tensor, vjp_loss: Callable[[Tensor], Tensor]) -> Tensor:
+        """The training pass: y = self(x), then the vjp on dL/dy = vjp_loss(y); returns y.
+
+        Clears this module's stored gradients first, then stores every parameter gradient
+        (``d_weight`` / ``d_bias``) of the module and its descendants. The checks of ``forward_and_vjp``
+        apply (and dL/dy must have y's shape).
+        """
+        y, vjp = self._checked_pass(x, inplace=False, clear=True)
         _, dw, db = vjp(vjp_loss(y), False)
         store_grads(self, dw, db)
         return y
 
+    def forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
+        """``forward_and_vjp`` that may overwrite x (Sequential calls it when no one else holds x)."""
+        return self._checked_pass(x, inplace=True)
+
+    def _checked_pass(self, x: Tensor, inplace: bool, clear: bool = False) -> tuple[Tensor, VJP]:
+        """The checks of ``forward_and_vjp`` around ``_forward_and_vjp(_inplace)``; ``clear``: forget this
+        module's stored gradients first (the training pass)."""
+        x = as_data(x)
+        reject_empty_input(self, x)
+        if clear:
+            clear_grads([self])
+        y, vjp = self._forward_and_vjp_inplace(x) if inplace else self._forward_and_vjp(x)
+        return y, vjp_checking_dy(self, y, vjp)
+
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def forward_inplace(self, x: Tensor) -> Tensor:
+        """self(x), allowed to overwrite x. A layer that really does (``supports_inplace``) overrides it;
+        by default it is the plain forward, which leaves x alone."""
+        return self(x)
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
         """(y, vjp) for an input that passed the checks of ``forward_and_vjp``."""
@@ -154,6 +201,32 @@ class Module:
     def _forward_and_vjp_inplace(self, x: Tensor) -> tuple[Tensor, VJP]:
         """Like ``_forward_and_vjp``, allowed to overwrite x; by default it does not."""
         return self._forward_and_vjp(x)
+
+    # -- layer protocol: what tiled and streamed inference need to know --------------------
+    # Distances are in input pixels; ``scale`` is how many input pixels one pixel of the layer's input
+    # spans (1 at the network's input, 2 after a 2x2 pooling, 1/2 after a 2x upsampling).
+    def reach(self, scale: float) -> tuple[float, float]:
+        """(r, scale'): how far, in input pixels, an output pixel of this layer sees beyond the input
+        pixel under it (a bound: the full extent of its window, r = (extent - 1) * scale for a
+        convolution of extent d(k - 1) + 1), and the scale of its output. ``receptive_bound`` sums r."""
+        raise _undescribed(self, "reach")
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """(values, scale', channels'): the activations this layer makes per input pixel of the network,
+        values = channels' / scale'^2 for a layer with a new output (0 for a pointwise one, which works
+        in place or frees its input), and the scale and channel count of its output.
+        ``activation_values_per_pixel`` sums the values."""
+        raise _undescribed(self, "activation_values")
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """The output positions (N, H', W') that depend on the input positions marked in ``mask`` (N, H, W):
+        the layer's map of values with "depends on any tap" in place of its arithmetic."""
+        raise _undescribed(self, "dependency_mask")
+
+    def size_multiple(self) -> int:
+        """Input sides must be multiples of this: the product over the layer and its descendants of every
+        downsampling factor (a pooling's lcm(kh, kw), a convolution's lcm(sh, sw))."""
+        raise _undescribed(self, "size_multiple")
 
     # -- structure ---------------------------------------------------------------------
     def named_children(self) -> list[tuple[str, Module]]:
@@ -275,3 +348,26 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class Pointwise:
+    """Mixin for an elementwise layer (``class ReLU(Pointwise, Module)``): an output value depends on the
+    input value at the same position only, so the layer's answers to the layer protocol are
+
+        reach(scale) = (0, scale)                 activation_values(scale, c) = (0, scale, c)
+        dependency_mask(mask) = mask              size_multiple() = 1           row_streaming = "pointwise"
+    """
+
+    row_streaming: ClassVar[str | None] = "pointwise"
+
+    def reach(self, scale: float) -> tuple[float, float]:
+        return 0.0, scale
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        return 0.0, scale, channels  # works in place or frees its input
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        return mask
+
+    def size_multiple(self) -> int:
+        return 1

@@ -19,8 +19,10 @@ image height, and without the margins that overlapping tiles recompute.
     for k, band in enumerate(bands):       # (N, C, r, W) each, r >= 1
         rows = stream.push(band, last=k == len(bands) - 1)   # (N, C', r', W') or None (no row yet)
 
-Streams work on 4-d batches of the model's dtype and device. ``row_stream`` raises ValueError for a
-layer that has no row-wise form (a transposed convolution, a self-ensemble's rotations).
+Streams work on 4-d batches of the model's dtype and device. Each layer declares how it is streamed
+(``Module.row_streaming``, one of ``n2n_core.module.ROW_STREAMING_KINDS``); ``row_stream`` raises
+ValueError for a layer that has no row-wise form (a transposed convolution, a self-ensemble's
+rotations: ``row_streaming`` None).
 """
 
 from __future__ import annotations
@@ -28,18 +30,19 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .functional.conv import conv2d_nhwc_padded, nhwc_input_buffer
-from .layers import (Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual,
-                     Sequential, Sigmoid)
 from .layers.pool import maxpool2d_values
 from .layers.upsample import upsample_nearest_forward
 from .module import Module
+from .receptive import receptive_radius
 
-POINTWISE = (Identity, ReLU, LeakyReLU, Sigmoid)
+if TYPE_CHECKING:  # the stream classes name the layers they stream; row_stream picks them by declared kind
+    from .layers import Cast, Concat, Conv2d, MaxPool2d, NearestUpsampling, Residual, Sequential
 
 
 class RowStream:
@@ -62,7 +65,7 @@ class _Pointwise(RowStream):
     def push(self, rows: Tensor | None, last: bool = False) -> Tensor | None:
         if rows is None:
             return None
-        return self.module.forward_inplace(rows) if self.inplace else self.module(rows)  # type: ignore[attr-defined]
+        return self.module.forward_inplace(rows) if self.inplace else self.module(rows)
 
 
 class _Conv(RowStream):
@@ -160,7 +163,7 @@ class _Chain(RowStream):
     layer works on more than about a band."""
 
     def __init__(self, sequential: Sequential, piece_pixels: int | None) -> None:
-        self.children = [_Conv(m, epilogue) if epilogue is not None and isinstance(m, Conv2d)
+        self.children = [_Conv(m, epilogue) if epilogue is not None and m.row_streaming == "conv"  # type: ignore[arg-type]
                          else _fused(row_stream(m, inplace, piece_pixels), m, epilogue)
                          for m, epilogue, inplace in sequential.fused_steps()]
         self.piece_pixels = piece_pixels
@@ -310,27 +313,30 @@ def _stack(bands: list[Tensor]) -> Tensor:
     return bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
 
 
+#: the stream of each kind of ``Module.row_streaming``: (module, inplace, piece_pixels) -> stream
+STREAMS: dict[str, Callable[[Module, bool, int | None], RowStream]] = {
+    "pointwise": lambda m, inplace, piece_pixels: _Pointwise(m, inplace and m.supports_inplace),
+    "conv": lambda m, inplace, piece_pixels: _Conv(m),  # type: ignore[arg-type]
+    "pool": lambda m, inplace, piece_pixels: _MaxPool(m),  # type: ignore[arg-type]
+    "upsample": lambda m, inplace, piece_pixels: _Upsample(m),  # type: ignore[arg-type]
+    "sequential": lambda m, inplace, piece_pixels: _Chain(m, piece_pixels),  # type: ignore[arg-type]
+    "concat": lambda m, inplace, piece_pixels: _Concat(m, piece_pixels),  # type: ignore[arg-type]
+    "residual": lambda m, inplace, piece_pixels: _Residual(m, piece_pixels),  # type: ignore[arg-type]
+    "cast": lambda m, inplace, piece_pixels: _Cast(m, piece_pixels),  # type: ignore[arg-type]
+}
+
+
 def row_stream(model: Module, inplace: bool = False, piece_pixels: int | None = None) -> RowStream:
     """A fresh stream that computes ``model`` by rows (see the module docstring); ValueError for a layer
     without a row-wise form. ``inplace``: a pointwise layer may overwrite its input band.
     ``piece_pixels``: the most pixels a layer works on at once (None: whatever arrives)."""
-    if isinstance(model, Sequential):
-        return _Chain(model, piece_pixels)
-    if isinstance(model, Concat):
-        return _Concat(model, piece_pixels)
-    if isinstance(model, Residual):
-        return _Residual(model, piece_pixels)
-    if isinstance(model, Cast):
-        return _Cast(model, piece_pixels)
-    if isinstance(model, Conv2d):
-        return _Conv(model)
-    if isinstance(model, MaxPool2d):
-        return _MaxPool(model)
-    if isinstance(model, NearestUpsampling):
-        return _Upsample(model)
-    if isinstance(model, POINTWISE):
-        return _Pointwise(model, inplace and hasattr(model, "forward_inplace"))
-    raise ValueError(f"row_stream: {type(model).__name__} has no row-by-row form")
+    kind = model.row_streaming
+    if kind is None:
+        raise ValueError(f"row_stream: {type(model).__name__} has no row-by-row form")
+    if kind not in STREAMS:
+        raise ValueError(f"row_stream: {type(model).__name__} declares an unknown row_streaming kind {kind!r} "
+                         f"(known: {', '.join(STREAMS)})")
+    return STREAMS[kind](model, inplace, piece_pixels)
 
 
 def streamable(model: Module) -> bool:
@@ -351,12 +357,9 @@ def state_per_column(model: Module) -> float:
 
 @functools.lru_cache(maxsize=64)
 def _state_per_column(config: str) -> float:
-    from .models import size_multiple
-    from .receptive import receptive_radius
-
     with torch.random.fork_rng(devices=[]):
         model = Module.from_config(json.loads(config))
-    mult = size_multiple(model)
+    mult = model.size_multiple()
     width = 4 * mult
     height = -(-(4 * receptive_radius(model) + 8 * mult) // mult) * mult
     channels = _input_channels(model)
@@ -369,5 +372,5 @@ def _state_per_column(config: str) -> float:
 
 
 def _input_channels(model: Module) -> int:
-    first = next((m for m in model.modules() if isinstance(m, Conv2d)), None)
-    return first.in_channels if first is not None else 3
+    first = next((m for m in model.modules() if m.row_streaming == "conv"), None)
+    return first.in_channels if first is not None else 3  # type: ignore[attr-defined]

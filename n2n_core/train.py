@@ -105,14 +105,41 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def initial_model(cfg: TrainConfig) -> Module:
-    """``build(cfg.arch)`` with a fresh init, or the weights named by ``cfg.init`` (same architecture)."""
+Wrap = Callable[[Module], Module]
+
+
+def trainable_network(model: Module) -> tuple[Module, Wrap]:
+    """(network, wrap): the named architecture inside ``model`` and the function that puts a trained copy of
+    it back in the same inference wrappers (a noise-adaptive or self-ensemble model trains its body).
+
+    Wrappers are the modules that rebuild themselves around a body (``Module.with_reduced_body``); a model
+    that is a named architecture itself comes back as it is. ValueError when no named architecture is inside.
+    """
+    if arch_of(model.config()) is not None:
+        return model, lambda trained: trained
+    bodies: list[Module] = []
+    if model.with_reduced_body(lambda body: bodies.append(body) or body) is None or not bodies:
+        raise ValueError(f"{type(model).__name__} is not one of the named architectures (n2n_core.models), "
+                         "nor a wrapper around one, which fine-tuning needs")
+    network, inner_wrap = trainable_network(bodies[0])
+    return network, lambda trained: model.with_reduced_body(lambda _body: inner_wrap(trained))  # type: ignore[return-value]
+
+
+def arch_of_weights(spec: str) -> str:
+    """The named architecture a weights file (or shipped name) trains as (see ``trainable_network``)."""
+    network, _ = trainable_network(load(resolve(spec)))
+    return arch_of(network.config())  # type: ignore[return-value]
+
+
+def initial_model(cfg: TrainConfig) -> tuple[Module, Wrap]:
+    """(network, wrap): ``build(cfg.arch)`` with a fresh init, or the network inside the weights named by
+    ``cfg.init`` (same architecture) with the wrappers its trained copy is written in."""
     if cfg.init is None:
-        return build(cfg.arch)
-    start = load(resolve(cfg.init))
-    if arch_of(start.config()) != cfg.arch:
+        return build(cfg.arch), lambda trained: trained
+    network, wrap = trainable_network(load(resolve(cfg.init)))
+    if arch_of(network.config()) != cfg.arch:
         raise ValueError(f"init weights {cfg.init!r} are not a {cfg.arch!r} network; pass the matching arch")
-    return start
+    return network, wrap
 
 
 def resolve_device(name: str) -> torch.device:
@@ -174,7 +201,8 @@ class Trainer:
         if self.dist.active:
             self.device = distributed.rank_device(self.dist, self.device.type)
         torch.manual_seed(cfg.seed)
-        self.model = (model or initial_model(cfg)).to(self.device)
+        network, self.wrap = (model, lambda trained: trained) if model is not None else initial_model(cfg)
+        self.model = network.to(self.device)
         self.optim: Optimizer = (Adam(self.model, cfg.learning_rate) if cfg.optimizer == "adam"
                                  else SGD(self.model, cfg.learning_rate, momentum=0.9))
         self.ema: dict[str, Tensor] | None = (
@@ -344,7 +372,7 @@ class Trainer:
         if self.dist.active:
             meta["processes"] = self.dist.world_size
         with self.averaged_weights():
-            save(self.model, self.out, metadata=meta)
+            save(self.wrap(self.model), self.out, metadata=meta)
         hist = self.out.with_suffix(".history.json")
         atomic_write_text(hist, json.dumps({"meta": meta, "history": self.history}, indent=1))
         plot_history(self.history, self.out.with_suffix(".history.png"))

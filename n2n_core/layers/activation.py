@@ -1,4 +1,6 @@
-"""Element-wise activations. Any input shape; outputs keep the input's layout."""
+"""Element-wise activations. Any input shape; outputs keep the input's layout.
+
+Each is ``Pointwise`` for the layer protocol (no reach, no own activations, streamed band by band)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module, empty_like_grad
+from ..module import VJP, Module, Pointwise, empty_like_grad
 
 
 def _check(layer: Module, x: Any) -> None:
@@ -16,8 +18,10 @@ def _check(layer: Module, x: Any) -> None:
         raise ValueError(f"{layer!r}: expected a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
 
 
-class ReLU(Module):
+class ReLU(Pointwise, Module):
     """y = max(x, 0);  dx = dy * [y > 0] = dy * sign(y)  (y >= 0, so sign(y) is the 0/1 mask)."""
+
+    supports_inplace = True
 
     def forward(self, x: Tensor) -> Tensor:
         _check(self, x)
@@ -45,11 +49,13 @@ class ReLU(Module):
         return y, vjp
 
 
-class LeakyReLU(Module):
+class LeakyReLU(Pointwise, Module):
     """y = x * f,  dx = dy * f,  with f = 1 where x > 0 and f = a elsewhere.
 
     For 0 <= a <= 1, f = max(sign(x), a) exactly (two cheap element-wise ops, no boolean masks).
     """
+
+    supports_inplace = True
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -97,8 +103,10 @@ class LeakyReLU(Module):
         return y, vjp
 
 
-class Sigmoid(Module):
+class Sigmoid(Pointwise, Module):
     """y = 1 / (1 + exp(-x));  dx = dy * (1 - y) * y."""
+
+    supports_inplace = True
 
     def forward(self, x: Tensor) -> Tensor:
         _check(self, x)
@@ -126,7 +134,7 @@ class Sigmoid(Module):
         return y, vjp
 
 
-class Identity(Module):
+class Identity(Pointwise, Module):
     """y = x;  dx = dy."""
 
     def forward(self, x: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module, clear_grads, empty_like_grad, store_grads
+from ..module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
 from ..noise_level import estimate_sigma
 
 
@@ -23,6 +23,8 @@ class NoiseAdaptive(Module):
     each pass over the whole image (``n2n_core.infer``), and clamp each pass's output to [0, 1] as they
     clamp every denoised image; this forward pass and its vjp do not clamp.
     """
+
+    row_streaming = None  # the decision needs the whole image
 
     def __init__(self, body: Module, threshold: float = 25.0, passes: int = 2) -> None:
         super().__init__()
@@ -47,6 +49,26 @@ class NoiseAdaptive(Module):
 
     def __repr__(self) -> str:
         return f"NoiseAdaptive({self.body!r}, threshold={self.threshold}, passes={self.passes})"
+
+    # -- layer protocol: the most passes -------------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """r = passes * the body's r (each pass reads the whole output of the one before)."""
+        r, scale = self.body.reach(scale)
+        return r * self.passes, scale
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """One pass's values (the passes run one after the other) plus the output, channels / scale^2."""
+        total, _, _ = self.body.activation_values(scale, channels)
+        return total + channels / scale**2, scale, channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """The body's mask map applied ``passes`` times."""
+        for _ in range(self.passes):
+            mask = self.body.dependency_mask(mask)
+        return mask
+
+    def size_multiple(self) -> int:
+        return self.body.size_multiple()
 
     def with_reduced_body(self, reduce: Callable[[Module], Module]) -> Module:
         """The noise estimate stays in the caller's type; the body may be reduced."""

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module, clear_grads, empty_like_grad, store_grads
+from ..module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
 
 #: the floating-point types a body may compute in, by the names that configs and settings use
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32,
@@ -40,6 +40,7 @@ class Cast(Module):
     """
 
     fresh_output = True
+    row_streaming = "cast"
 
     def __init__(self, body: Module, dtype: str | torch.dtype = "bfloat16") -> None:
         super().__init__()
@@ -62,6 +63,19 @@ class Cast(Module):
 
     def __repr__(self) -> str:
         return f"Cast({self.body!r}, dtype={name_of(self.dtype)})"
+
+    # -- layer protocol: the body's (the casts make no activations that the body's do not count) --
+    def reach(self, scale: float) -> tuple[float, float]:
+        return self.body.reach(scale)
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        return self.body.activation_values(scale, channels)
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        return self.body.dependency_mask(mask)
+
+    def size_multiple(self) -> int:
+        return self.body.size_multiple()
 
     def at_precision(self, dtype: torch.dtype) -> Module:
         return self

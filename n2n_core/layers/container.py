@@ -1,30 +1,34 @@
 """Containers: Sequential (a chain), Concat (branches side by side) and Residual (x + body(x)).
 
 Each clears its children's stored gradients in its forward and stores them from its vjp, summed over
-the uses of a child that appears several times. The training form ``forward_and_vjp(x, vjp_loss)``
-is ``Module``'s, shared by every module.
+the uses of a child that appears several times. The training pass ``forward_and_backward(x, vjp_loss)``
+is ``Module``'s, shared by every module. Each answers the layer protocol through its children.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module, clear_grads, empty_like_grad, store_grads
+from ..module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
 
 
 class Sequential(Module):
     """y = m_k(... m_2(m_1(x))).
 
-    ``forward_and_vjp(x, vjp_loss)`` runs forward, gets dL/dy = vjp_loss(y), runs the vjps in
-    reverse, stores every child's d_weight / d_bias and returns y. Without ``vjp_loss`` it has
+    ``forward_and_backward(x, vjp_loss)`` runs forward, gets dL/dy = vjp_loss(y), runs the vjps in
+    reverse, stores every child's d_weight / d_bias and returns y. ``forward_and_vjp(x)`` has
     the module form and returns (y, vjp); the vjp stores the gradients and returns
     (dL/dx, empty, empty), which is how containers nest. A child may appear several times (or in
     several containers): its stored gradients are then the sum over its uses.
     """
+
+    row_streaming = "sequential"
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -58,11 +62,37 @@ class Sequential(Module):
         inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self._children))
         return f"Sequential({inner}\n)"
 
+    # -- layer protocol: the children in turn --------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """r = sum of the children's r, each at the scale the one before it leaves."""
+        r = 0.0
+        for m in self._children:
+            dr, scale = m.reach(scale)
+            r += dr
+        return r, scale
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """The sum of the children's values, each fed the scale and channels the one before it leaves."""
+        total = 0.0
+        for m in self._children:
+            t, scale, channels = m.activation_values(scale, channels)
+            total += t
+        return total, scale, channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        for m in self._children:
+            mask = m.dependency_mask(mask)
+        return mask
+
+    def size_multiple(self) -> int:
+        """The product of the children's multiples."""
+        return math.prod(m.size_multiple() for m in self._children)
+
     def _inplace_flags(self) -> list[bool]:
         """Child i may work in place when child i-1 hands it storage nobody else holds."""
         flags, prev_fresh = [], False
         for m in self._children:
-            flags.append(prev_fresh and hasattr(m, "forward_inplace"))
+            flags.append(prev_fresh and m.supports_inplace)
             prev_fresh = m.fresh_output
         return flags
 
@@ -83,7 +113,7 @@ class Sequential(Module):
             if epilogue is not None:
                 x = m.forward_then(x, epilogue)
             else:
-                x = m.forward_inplace(x) if inplace else m(x)  # type: ignore[attr-defined]
+                x = m.forward_inplace(x) if inplace else m(x)
         return x
 
     def _forward_and_vjp(self, x: Tensor) -> tuple[Tensor, VJP]:
@@ -112,6 +142,7 @@ class Concat(Module):
     """
 
     fresh_output = True
+    row_streaming = "concat"
 
     def __init__(self, *branches: Module) -> None:
         super().__init__()
@@ -134,6 +165,27 @@ class Concat(Module):
 
     def __repr__(self) -> str:
         return "Concat(" + ", ".join(repr(m) for m in self.branches) + ")"
+
+    # -- layer protocol: the branches side by side ------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """r = the largest branch r; scale' = the first branch's (the branches must agree)."""
+        results = [m.reach(scale) for m in self.branches]
+        return max(r for r, _ in results), results[0][1]
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """The branches' values plus the concatenation, c' / scale^2 with c' = the sum of the branches'
+        channels (at the input's scale)."""
+        results = [m.activation_values(scale, channels) for m in self.branches]
+        out = sum(c for _, _, c in results)
+        return sum(t for t, _, _ in results) + out / scale**2, results[0][1], out
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """The OR of the branches' masks."""
+        return functools.reduce(torch.logical_or, [m.dependency_mask(mask) for m in self.branches])
+
+    def size_multiple(self) -> int:
+        """The product of the branches' multiples."""
+        return math.prod(m.size_multiple() for m in self.branches)
 
     def _cat(self, ys: list[Tensor]) -> Tensor:
         shapes = [tuple(y.shape) for y in ys]
@@ -170,6 +222,7 @@ class Residual(Module):
     """y = x + body(x);  dx = dy + body_vjp(dy)."""
 
     fresh_output = True
+    row_streaming = "residual"
 
     def __init__(self, body: Module) -> None:
         super().__init__()
@@ -189,6 +242,22 @@ class Residual(Module):
 
     def __repr__(self) -> str:
         return f"Residual({self.body!r})"
+
+    # -- layer protocol: the body's, plus the sum -------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        return self.body.reach(scale)
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """The body's values plus the sum, channels / scale^2; the input's scale and channels."""
+        total, _, _ = self.body.activation_values(scale, channels)
+        return total + channels / scale**2, scale, channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """mask | body's mask (x itself is added)."""
+        return mask | self.body.dependency_mask(mask)
+
+    def size_multiple(self) -> int:
+        return self.body.size_multiple()
 
     def with_reduced_body(self, reduce: Callable[[Module], Module]) -> Module:
         """The sum x + body(x) stays in the caller's type (x is exact there); the body may be reduced."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,9 @@ from ..functional.conv import (
     conv_transpose2d_output_size,
     conv_transpose2d_vjp,
 )
+from ..functional.dependency import gather_mask, scatter_mask
 from ..init import bias_uniform, kaiming_uniform
-from ..module import VJP, Module, as_data, empty_like_grad
+from ..module import VJP, Mask, Module, as_data, empty_like_grad
 
 
 class _ConvBase(Module):
@@ -95,8 +97,29 @@ class Conv2d(_ConvBase):
         self.weight = kaiming_uniform((out_channels, in_channels, *self.kernel_size), fan_in)
         self.bias = bias_uniform((out_channels,), fan_in) if bias else None
 
+    row_streaming = "conv"
+
     def _output_size(self, size: Pair) -> Pair:
         return conv2d_output_size(size, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    # -- layer protocol ------------------------------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """r = max_i d_i (k_i - 1) * scale (the window's extent), scale' = scale * max(s)."""
+        r = max(self.dilation[i] * (self.kernel_size[i] - 1) for i in range(2)) * scale
+        return r, scale * max(self.stride)
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """scale' = scale * max(s): out_channels / scale'^2 values, out_channels channels."""
+        scale *= max(self.stride)
+        return self.out_channels / scale**2, scale, self.out_channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """Output (i, j) depends on input (i*s - p + t*d) for every tap t."""
+        return gather_mask(mask, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def size_multiple(self) -> int:
+        """lcm(s_h, s_w): the stride must tile the input."""
+        return math.lcm(*self.stride)
 
     def forward(self, x: Tensor) -> Tensor:
         x, unbatched = self._prepare(x)
@@ -146,6 +169,28 @@ class TransposeConv2d(_ConvBase):
         return conv_transpose2d_output_size(
             size, self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation
         )
+
+    row_streaming = None  # no row-by-row form
+
+    # -- layer protocol ------------------------------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """scale' = scale / min(s); r = max_i d_i (k_i - 1) * scale' + scale (the window's extent at the
+        output's resolution, plus an input pixel's span)."""
+        r = max(self.dilation[i] * (self.kernel_size[i] - 1) for i in range(2)) * scale / min(self.stride)
+        return r + scale, scale / min(self.stride)
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """scale' = scale / min(s): out_channels / scale'^2 values, out_channels channels."""
+        scale /= min(self.stride)
+        return self.out_channels / scale**2, scale, self.out_channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """Input (i, j) reaches output (i*s - p + t*d) for every tap t."""
+        return scatter_mask(mask, self.kernel_size, self.stride, self.padding, self.dilation, self.output_padding)
+
+    def size_multiple(self) -> int:
+        """1: any input size gives a whole output."""
+        return 1
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "output_padding": list(self.output_padding)}

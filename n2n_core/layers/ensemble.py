@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module, clear_grads, empty_like_grad, store_grads
+from ..module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
 
 Transform = tuple[int, bool]  # (quarter turns, mirrored)
 
@@ -44,6 +45,7 @@ class SelfEnsemble(Module):
     """
 
     fresh_output = True
+    row_streaming = None  # the rotations need the whole image
 
     def __init__(self, body: Module, transforms: int = 8) -> None:
         super().__init__()
@@ -65,6 +67,24 @@ class SelfEnsemble(Module):
 
     def __repr__(self) -> str:
         return f"SelfEnsemble({self.body!r}, transforms={self.count})"
+
+    # -- layer protocol ------------------------------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """The body's (a flip or a rotation keeps distances)."""
+        return self.body.reach(scale)
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """The body's values plus the running mean, channels / scale^2; the input's scale and channels."""
+        total, _, _ = self.body.activation_values(scale, channels)
+        return total + channels / scale**2, scale, channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """The OR over the transforms t of T_t^-1(body's mask of T_t(mask))."""
+        outs = [undo(self.body.dependency_mask(apply(mask[:, None], t)[:, 0]), t) for t in self._transforms]
+        return functools.reduce(torch.logical_or, outs)
+
+    def size_multiple(self) -> int:
+        return self.body.size_multiple()
 
     def with_reduced_body(self, reduce: Callable[[Module], Module]) -> Module:
         """The mean of the transformed answers stays in the caller's type; the body may be reduced."""

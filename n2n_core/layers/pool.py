@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..checks import Pair, check_image_batch, to_pair
+from ..functional.dependency import gather_mask
 from ..functional.pad import pad_zeros
-from ..module import VJP, Module, empty_like_grad
+from ..module import VJP, Mask, Module, empty_like_grad
 
 
 def maxpool2d_forward(x: Tensor, kernel: Pair) -> tuple[Tensor, Tensor]:
@@ -62,10 +64,29 @@ class MaxPool2d(Module):
     """Max pooling with stride equal to ``kernel_size`` (an int or an (h, w) pair)."""
 
     fresh_output = True
+    row_streaming = "pool"
 
     def __init__(self, kernel_size: Any = 2) -> None:
         super().__init__()
         self.kernel_size: Pair = to_pair("MaxPool2d", "kernel_size", kernel_size, 1)
+
+    # -- layer protocol ------------------------------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """r = (max(k) - 1) * scale (the window), scale' = scale * max(k)."""
+        return (max(self.kernel_size) - 1) * scale, scale * max(self.kernel_size)
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """scale' = scale * max(k): channels / scale'^2 values, the channels kept."""
+        scale *= max(self.kernel_size)
+        return channels / scale**2, scale, channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """Output (i, j) depends on the k_h x k_w window at (i k_h, j k_w) (a convolution of stride k)."""
+        return gather_mask(mask, self.kernel_size, self.kernel_size, (0, 0), (1, 1))
+
+    def size_multiple(self) -> int:
+        """lcm(k_h, k_w): the windows must tile the input."""
+        return math.lcm(*self.kernel_size)
 
     def config(self) -> dict[str, Any]:
         return {"type": "MaxPool2d", "kernel_size": list(self.kernel_size)}

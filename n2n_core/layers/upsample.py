@@ -7,7 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from ..checks import Pair, check_image_batch, to_pair
-from ..module import VJP, Module, empty_like_grad
+from ..module import VJP, Mask, Module, empty_like_grad
 
 
 def upsample_nearest_forward(x: Tensor, scale: Pair) -> Tensor:
@@ -33,9 +33,30 @@ def upsample_nearest_vjp(dy: Tensor, scale: Pair) -> Tensor:
 class NearestUpsampling(Module):
     """Nearest-neighbour upsampling; ``scale_factor`` is an int or an (h, w) pair of ints >= 1."""
 
+    row_streaming = "upsample"
+
     def __init__(self, scale_factor: Any = 2) -> None:
         super().__init__()
         self.scale_factor: Pair = to_pair("NearestUpsampling", "scale_factor", scale_factor, 1)
+
+    # -- layer protocol ------------------------------------------------------------------
+    def reach(self, scale: float) -> tuple[float, float]:
+        """r = scale (an output pixel sees one input pixel, of that span), scale' = scale / min(f)."""
+        return scale, scale / min(self.scale_factor)
+
+    def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
+        """scale' = scale / min(f): channels / scale'^2 values, the channels kept."""
+        scale /= min(self.scale_factor)
+        return channels / scale**2, scale, channels
+
+    def dependency_mask(self, mask: Mask) -> Mask:
+        """Each position repeated f_h x f_w times."""
+        fh, fw = self.scale_factor
+        return mask.repeat_interleave(fh, dim=1).repeat_interleave(fw, dim=2)
+
+    def size_multiple(self) -> int:
+        """1: any input size."""
+        return 1
 
     def config(self) -> dict[str, Any]:
         return {"type": "NearestUpsampling", "scale_factor": list(self.scale_factor)}

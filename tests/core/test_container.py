@@ -44,7 +44,7 @@ def test_training_form_stores_exact_gradients_and_nesting_works():
                        Conv2d(4, 3, 1)).to(dtype=torch.float64)
     x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
     t = torch.randn(2, 3, 4, 3, dtype=torch.float64)
-    y = model.forward_and_vjp(x, lambda y: MSE().vjp(y, t))
+    y = model.forward_and_backward(x, lambda y: MSE().vjp(y, t))
     assert torch.equal(y, model(x))
 
     params = [p.clone().requires_grad_(True) for p in model.parameters()]

@@ -166,20 +166,25 @@ def test_invalid_inputs_raise_value_error_naming_layer_and_shape(make, shape, ma
 
 
 @pytest.mark.parametrize(
-    "make",
+    "make, match",
     [
-        lambda: Conv2d(3, 4, 0),
-        lambda: Conv2d(0, 4, 3),
-        lambda: Conv2d(3, 4, 3, stride=0),
-        lambda: Conv2d(3, 4, 3, padding=-1),
-        lambda: Conv2d(3, 4, (3, 3, 3)),
-        lambda: Conv2d(3, 4, 3, dilation=0),
-        lambda: TransposeConv2d(3, 4, 3, stride=2, output_padding=2),
-        lambda: TransposeConv2d(3, 4, 3, stride=1, dilation=1, output_padding=1),
+        (lambda: Conv2d(3, 4, 0), r"^Conv2d: kernel_size must be >= 1, got 0$"),
+        (lambda: Conv2d(0, 4, 3), r"^Conv2d: in_channels must be a positive int, got 0$"),
+        (lambda: Conv2d(3, 4, 3, stride=0), r"^Conv2d: stride must be >= 1, got 0$"),
+        (lambda: Conv2d(3, 4, 3, padding=-1), r"^Conv2d: padding must be >= 0, got -1$"),
+        (lambda: Conv2d(3, 4, (3, 3, 3)),
+         r"^Conv2d: kernel_size must be an int or a pair of ints, got \(3, 3, 3\)$"),
+        (lambda: Conv2d(3, 4, 3, dilation=0), r"^Conv2d: dilation must be >= 1, got 0$"),
+        (lambda: TransposeConv2d(3, 4, 3, stride=2, output_padding=2),
+         r"^TransposeConv2d: output_padding \(2, 2\) must be smaller than max\(stride, dilation\) .*"
+         r"\(stride \(2, 2\), dilation \(1, 1\)\)$"),
+        (lambda: TransposeConv2d(3, 4, 3, stride=1, dilation=1, output_padding=1),
+         r"^TransposeConv2d: output_padding \(1, 1\) must be smaller than max\(stride, dilation\) .*"
+         r"\(stride \(1, 1\), dilation \(1, 1\)\)$"),
     ],
 )
-def test_invalid_configurations_raise_value_error(make):
-    with pytest.raises(ValueError):
+def test_invalid_configurations_raise_value_error(make, match):
+    with pytest.raises(ValueError, match=match):
         make()
 
 

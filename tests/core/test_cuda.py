@@ -18,8 +18,8 @@ def test_unet_gradients_on_cuda_match_cpu():
     gpu.to("cuda")
     x = torch.rand(2, 3, 32, 48, dtype=torch.float64)
     t = torch.rand_like(x)
-    y_cpu = cpu.forward_and_vjp(x, lambda y: MSE().vjp(y, t))
-    y_gpu = gpu.forward_and_vjp(x.cuda(), lambda y: MSE().vjp(y, t.cuda()))
+    y_cpu = cpu.forward_and_backward(x, lambda y: MSE().vjp(y, t))
+    y_gpu = gpu.forward_and_backward(x.cuda(), lambda y: MSE().vjp(y, t.cuda()))
     torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-10, atol=1e-12)
     for (_, a), (_, b) in zip(cpu.named_modules(), gpu.named_modules()):
         if a.weight is not None:
@@ -30,7 +30,7 @@ def test_training_step_and_inference_on_cuda():
     model = models.build("fast").to("cuda")
     opt = Adam(model, 1e-3)
     x = torch.rand(4, 3, 64, 64, device="cuda")
-    model.forward_and_vjp(x, lambda y: MSE().vjp(y, x))
+    model.forward_and_backward(x, lambda y: MSE().vjp(y, x))
     opt.step()
     assert all(p.device.type == "cuda" for p in model.parameters())
     out = denoise(model, torch.rand(3, 100, 130, device="cuda"))

@@ -119,7 +119,7 @@ def _every_layer_and_a_step() -> list[torch.Tensor]:
     x, t = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     outs = [model(x)]
     for opt in (SGD(model, lr=0.1, momentum=0.9), Adam(model, lr=1e-3)):
-        y = model.forward_and_vjp(x, lambda y: MSE().vjp(y, t))
+        y = model.forward_and_backward(x, lambda y: MSE().vjp(y, t))
         opt.step()
         outs += [y, MSE()(y, t)] + model.parameters()
     return outs

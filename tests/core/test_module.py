@@ -105,7 +105,7 @@ def test_a_bad_dy_inside_a_container_names_the_container():
 def test_training_form_rejects_a_loss_gradient_of_another_shape():
     model = Sequential(Conv2d(3, 3, 3), ReLU())
     with pytest.raises(ValueError, match=r"Sequential\.vjp: .*\(2, 3, 4, 4\), got \(2, 3\)"):
-        model.forward_and_vjp(torch.randn(2, 3, 6, 6), lambda y: torch.zeros(2, 3))
+        model.forward_and_backward(torch.randn(2, 3, 6, 6), lambda y: torch.zeros(2, 3))
 
 
 # -- 15: empty batches ------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def test_forward_and_vjp_rejects_an_empty_batch(layer):
     with pytest.raises(ValueError, match=message):
         layer.forward_and_vjp(empty)
     with pytest.raises(ValueError, match=message):
-        layer.forward_and_vjp(empty, lambda y: MSE().vjp(y, torch.zeros_like(y)))
+        layer.forward_and_backward(empty, lambda y: MSE().vjp(y, torch.zeros_like(y)))
 
 
 @pytest.mark.parametrize("layer", LAYERS, ids=IDS)
@@ -130,10 +130,11 @@ def test_forward_accepts_an_empty_batch_like_torch(layer):
 def test_an_empty_batch_leaves_the_stored_gradients_alone():
     model = Sequential(Conv2d(3, 3, 3), ReLU())
     x, t = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 4, 4)
-    model.forward_and_vjp(x, lambda y: MSE().vjp(y, t))
+    model.forward_and_backward(x, lambda y: MSE().vjp(y, t))
     before = model[0].d_weight.clone()
-    with pytest.raises(ValueError):
-        model.forward_and_vjp(x[:0], lambda y: MSE().vjp(y, t[:0]))
+    with pytest.raises(ValueError, match=r"^Sequential\.forward_and_\w+: empty input of shape \(0, 3, 6, 6\); "
+                                         r"a training pass needs at least one sample"):
+        model.forward_and_backward(x[:0], lambda y: MSE().vjp(y, t[:0]))
     assert torch.equal(model[0].d_weight, before)
 
 
@@ -164,11 +165,11 @@ def test_training_with_requires_grad_inputs_and_targets(grad_mode):
     torch.manual_seed(0)
     model = Sequential(Conv2d(3, 4, 3, padding=1), ReLU(), Conv2d(4, 3, 3, padding=1))
     x, t = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6)
-    model.forward_and_vjp(x, lambda y: MSE().vjp(y, t))
+    model.forward_and_backward(x, lambda y: MSE().vjp(y, t))
     expected = [m.d_weight.clone() for m in (model[0], model[2])]
     with torch.set_grad_enabled(grad_mode):
         xg, tg = x.clone().requires_grad_(True), t.clone().requires_grad_(True)
-        y = model.forward_and_vjp(xg, lambda y: MSE().vjp(y, tg))
+        y = model.forward_and_backward(xg, lambda y: MSE().vjp(y, tg))
         loss = MSE()(y, tg)
     assert not y.requires_grad and not loss.requires_grad
     for m, g in zip((model[0], model[2]), expected):

@@ -31,9 +31,18 @@ def test_parse_noise_specs_roundtrip():
         n = parse_noise(spec)
         assert n.spec() == spec
         assert noise_from_dict(noise_to_dict(n)) == n
-    for bad in ["gaussian:-1", "poisson:0", "impulse:2", "salt", "gaussian:abc", "gaussian:50-10",
-                "poisson-gaussian:-1,2", "poisson-gaussian:a", "gaussian:25+", "gaussian:25+salt"]:
-        with pytest.raises(ValueError):
+    for bad, match in [("gaussian:-1", r"^gaussian noise: sigma must be >= 0, got -1\.0$"),
+                       ("poisson:0", r"^poisson noise: lam must be > 0, got 0\.0$"),
+                       ("impulse:2", r"^impulse noise: p must be in \[0, 1\], got 2\.0$"),
+                       ("salt", r"^unknown noise 'salt'; use gaussian:SIGMA"),
+                       ("gaussian:abc", r"^bad noise spec 'gaussian:abc': could not convert string to float"),
+                       ("gaussian:50-10", r"^gaussian noise: sigma range must satisfy 0 <= lo <= hi, "
+                                          r"got \(50\.0, 10\.0\)$"),
+                       ("poisson-gaussian:-1,2", r"^poisson-gaussian noise: levels must be >= 0, got -1\.0, 2\.0$"),
+                       ("poisson-gaussian:a", r"^bad noise spec 'poisson-gaussian:a': could not convert string"),
+                       ("gaussian:25+", r"^unknown noise ''; use gaussian:SIGMA"),
+                       ("gaussian:25+salt", r"^unknown noise 'salt'; use gaussian:SIGMA")]:
+        with pytest.raises(ValueError, match=match):
             parse_noise(bad)
 
 
@@ -77,7 +86,7 @@ def test_noisy_pairs_crop_the_same_place():
     src = NoisyPairs(imgs, [im.copy() for im in imgs])
     a, b = src.batch(0, 0, 6, 16)
     assert torch.equal(a, b)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^need matching non-empty pair lists, got 2 and 1$"):
         NoisyPairs(imgs, imgs[:1])
 
 
@@ -106,8 +115,9 @@ def test_open_dataset_sources(tmp_path):
     torch.save((t, t), pt)
     assert len(open_validation(str(pt), Gaussian(25))) == 5
 
-    for bad in [str(tmp_path / "missing"), str(tmp_path)]:
-        with pytest.raises(ValueError):
+    for bad, match in [(str(tmp_path / "missing"), r"^no dataset at '.*missing': give 'builtin', a folder of images"),
+                       (str(tmp_path), r" holds no images \(png, jpg, tif, webp, bmp\)$")]:
+        with pytest.raises(ValueError, match=match):
             open_dataset(bad)
 
 
@@ -229,8 +239,10 @@ def test_jpeg_inputs_compress_a_share_of_the_inputs_and_never_the_targets():
     assert 6 < int(changed.sum()) < 26
     assert torch.equal(inp_plain[~changed], inp_jpeg[~changed])
     assert parse_jpeg_inputs("70-95") == JpegInputs((70, 95)) and parse_jpeg_inputs(None) is None
-    for bad in ["0-50", "95-70", "x"]:
-        with pytest.raises(ValueError):
+    for bad, match in [("0-50", r"^jpeg inputs: need 1 <= lo <= hi <= 100 and share in \[0, 1\], got \(0, 50\)"),
+                       ("95-70", r"^jpeg inputs: need 1 <= lo <= hi <= 100 and share in \[0, 1\], got \(95, 70\)"),
+                       ("x", r"^bad jpeg quality range 'x': use LO-HI")]:
+        with pytest.raises(ValueError, match=match):
             parse_jpeg_inputs(bad)
 
 

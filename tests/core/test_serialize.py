@@ -31,7 +31,7 @@ def test_save_load_roundtrip(tmp_path):
 def test_load_rejects_non_model_files(tmp_path):
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"x\.safetensors is not a safetensors file: "):
         n2n_core.load(bad)
     with pytest.raises(ValueError, match="no weights file"):
         n2n_core.load(tmp_path / "missing.safetensors")

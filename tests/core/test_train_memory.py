@@ -44,7 +44,7 @@ def test_the_activation_part_is_above_what_a_step_was_measured_to_take():
 
 
 def test_invalid_sizes_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^batch_size, patch_size and nproc must be >= 1$"):
         training_memory("fast", 0, 48)
 
 
