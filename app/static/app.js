@@ -14,6 +14,9 @@ const state = {
   points: {},          // job id -> [{step, loss}] polled while the page was open
   trainTimer: null,
   modelInfo: {},       // model id -> {date, psnr} known from its training job
+  statuses: null,      // GET /train/statuses: {statuses, final}, once loaded
+  statusesReady: null, // its promise (fetched again after a failure)
+  initSuggested: null, // the "Start from" model the page chose for noisy photos (until the user picks one)
 };
 
 function say(el, text, isError = false) {
@@ -145,6 +148,7 @@ async function loadModels() {
       sel.appendChild(opt);
     }
     renderModels();
+    suggestInit();  // "blind" is listed now
   } catch (e) {
     say($("status"), `Could not list the models: ${e.message}`, true);
   }
@@ -905,8 +909,71 @@ const NOISE = {
   "g0-50": { kind: "gaussian", sigma_range: [0, 50] },
   p30: { kind: "poisson", lam: 30 },
 };
-const FINISHED = ["succeeded", "failed", "cancelled"];
 const RECENT_JOBS = 6;
+
+/** GET /train/statuses, fetched once (again only after a failure): which job statuses are final. */
+function loadStatuses() {
+  if (!state.statusesReady) {
+    state.statusesReady = fetch("/train/statuses").then(async (resp) => {
+      if (!resp.ok) throw new Error(await errorText(resp));
+      const body = await resp.json();
+      if (!body || !Array.isArray(body.statuses) || !Array.isArray(body.final)) {
+        throw new Error("GET /train/statuses answered no list of statuses");
+      }
+      state.statuses = body;
+      return body;
+    }).catch((e) => {
+      state.statusesReady = null;
+      throw e;
+    });
+  }
+  return state.statusesReady;
+}
+
+/** Whether a job in ``status`` has ended (the API's final statuses: it changes no more unless resumed). */
+const isFinal = (status) => Boolean(state.statuses) && state.statuses.final.includes(status);
+
+/** The data the training panel will train on: the dataset's kind ("builtin", "clean" or "pairs"), or "upload"
+ * while a zip is picked and not yet sent. */
+function dataSource() {
+  if ($("zip").files && $("zip").files.length) return "upload";
+  const opt = $("dataset").selectedOptions[0];
+  return !opt || opt.value === "builtin" ? "builtin" : opt.dataset.kind || "clean";
+}
+
+/** The noise model applies to clean photos (noise2noise), and to the built-in photographs with neighbor2neighbor
+ * (one draw on each); not to noisy pairs nor to your noisy photos. */
+function noiseApplies() {
+  const kind = $("data-kind").value;
+  if (kind === "pairs") return false;
+  if (kind === "singles") return dataSource() === "builtin";
+  return dataSource() !== "pairs";
+}
+
+/** "Start from" for your noisy photos: a shipped model ("blind", else "default"), unless the user chose one. */
+function suggestInit() {
+  const init = $("init");
+  const singles = $("data-kind").value === "singles";
+  if (singles && !init.dataset.touched) {
+    const offered = [...init.options].map((o) => o.value);
+    const pick = ["blind", "default"].find((id) => offered.includes(id));
+    if (pick && init.value !== pick) {
+      init.value = pick;
+      state.initSuggested = pick;
+    }
+  } else if (!singles && state.initSuggested && init.value === state.initSuggested && !init.dataset.touched) {
+    init.value = "";  // back to the page's default for the other kinds of data
+    state.initSuggested = null;
+  }
+}
+
+/** Show the controls that apply to the kind of data chosen. */
+function showDataKind() {
+  const applies = noiseApplies();
+  $("noise").hidden = !applies;
+  $("noise-label").hidden = !applies;
+  suggestInit();
+}
 
 async function uploadZip(file) {
   say($("train-status"), `Uploading ${file.name}…`);
@@ -918,9 +985,11 @@ async function uploadZip(file) {
   const opt = document.createElement("option");
   opt.value = info.id;
   opt.textContent = `${file.name} (${info.images} ${info.kind === "pairs" ? "pairs" : "images"})`;
+  opt.dataset.kind = info.kind;
   $("dataset").appendChild(opt);
   $("dataset").value = info.id;
   $("zip").value = "";
+  showDataKind();
   return info.id;
 }
 
@@ -939,7 +1008,11 @@ async function startTraining(ev) {
     let dataset = $("dataset").value;
     const zip = $("zip").files[0];
     if (zip) dataset = await uploadZip(zip);
-    const body = { dataset, noise: NOISE[$("noise").value], steps: Number($("steps").value) };
+    const singles = $("data-kind").value === "singles";
+    const body = { dataset };
+    if (singles) body.method = "neighbor2neighbor";  // single noisy photos: no pairs, no clean images
+    if (noiseApplies()) body.noise = NOISE[$("noise").value];
+    body.steps = Number($("steps").value);
     if ($("init").value) body.init_model = $("init").value;
     const resp = await fetch("/train", { method: "POST", body: JSON.stringify(body),
                                          headers: authHeaders({ "Content-Type": "application/json" }) });
@@ -968,13 +1041,14 @@ function jobLine(job) {
   const psnr = m.val_psnr != null ? `, validation PSNR ${Number(m.val_psnr).toFixed(2)} dB` : "";
   const loss = m.loss != null ? `, loss ${Number(m.loss).toPrecision(3)}` : "";
   const eta = job.status === "running" ? etaText(job.eta_seconds) : "";
-  return `Job ${job.id}: ${job.status}, step ${p.step} of ${p.total}${eta}${loss}${psnr}` +
+  const method = (job.params || {}).method;
+  return `Job ${job.id}${method ? ` (${method})` : ""}: ${job.status}, step ${p.step} of ${p.total}${eta}${loss}${psnr}` +
     (job.error ? ` — ${job.error}` : "") + (job.model_id ? ` — model ${job.model_id}` : "");
 }
 
 function shownJobs() {
-  const active = state.jobs.filter((j) => !FINISHED.includes(j.status));
-  const recent = state.jobs.filter((j) => FINISHED.includes(j.status)).slice(0, Math.max(0, RECENT_JOBS - active.length));
+  const active = state.jobs.filter((j) => !isFinal(j.status));
+  const recent = state.jobs.filter((j) => isFinal(j.status)).slice(0, Math.max(0, RECENT_JOBS - active.length));
   const list = [...active, ...recent];
   const followed = state.jobs.find((j) => j.id === state.followed);
   if (followed && !list.includes(followed)) list.unshift(followed);
@@ -1006,6 +1080,9 @@ function renderJobs() {
   const items = list.map((job) => {
     const li = jobItem(ul, job);
     li.dataset.status = job.status;
+    const params = job.params || {};
+    if (params.method) li.dataset.method = params.method;
+    li.querySelector(".job-text").title = params.data || "";
     li.classList.toggle("followed", job.id === state.followed);
     li.querySelector(".job-text").textContent = jobLine(job);
     li.querySelector("progress").value = job.progress.fraction;
@@ -1017,7 +1094,7 @@ function renderJobs() {
       // each accessible name begins with the button's visible text (axe: label-content-name-mismatch)
       const button = (label, cls, onClick, aria) => actions.appendChild(actionButton(label, cls, onClick, aria));
       if (job.id !== state.followed) button("Show", "show", () => follow(job.id), `Show job ${job.id} in the chart`);
-      if (!FINISHED.includes(job.status)) button("Cancel", "cancel", () => cancelJob(job.id), `Cancel job ${job.id}`);
+      if (!isFinal(job.status)) button("Cancel", "cancel", () => cancelJob(job.id), `Cancel job ${job.id}`);
       if (job.status === "succeeded" && job.model_id) {
         button("Use this model", "activate", () => activateModel(job.model_id), `Use this model: ${modelName(job.model_id)}`);
       }
@@ -1052,7 +1129,7 @@ function renderFollowed() {
   if (m.loss != null && (!pts.length || pts[pts.length - 1].step !== p.step)) pts.push({ step: p.step, loss: m.loss });
   // the job's own line is in the list below (once); this caption says which job the chart and the bar show
   say($("train-status"), `In the chart: job ${job.id} (${job.status})`, job.status === "failed");
-  $("cancel").disabled = FINISHED.includes(job.status);
+  $("cancel").disabled = isFinal(job.status);
   $("activate").disabled = !(job.status === "succeeded" && job.model_id);
   drawFollowed();
 }
@@ -1074,6 +1151,7 @@ function drawFollowed() {
 async function refreshJobs() {
   clearTimeout(state.trainTimer);
   try {
+    await loadStatuses().catch((e) => { throw new Error(`could not read the job statuses: ${e.message}`); });
     const resp = await fetch("/train", { cache: "no-store" });
     if (!resp.ok) throw new Error(await errorText(resp));
     state.jobs = await resp.json();
@@ -1085,7 +1163,7 @@ async function refreshJobs() {
       }
     }
     if (!state.followed || !state.jobs.some((j) => j.id === state.followed)) {
-      const active = state.jobs.find((j) => !FINISHED.includes(j.status));
+      const active = state.jobs.find((j) => !isFinal(j.status));
       state.followed = (active || state.jobs[0] || {}).id || null;
     }
     renderJobs();
@@ -1097,7 +1175,7 @@ async function refreshJobs() {
   } catch (e) {
     say($("train-status"), `Could not list the training jobs: ${e.message}`, true);
   }
-  if (state.jobs.some((j) => !FINISHED.includes(j.status))) state.trainTimer = setTimeout(refreshJobs, 1000);
+  if (state.statuses && state.jobs.some((j) => !isFinal(j.status))) state.trainTimer = setTimeout(refreshJobs, 1000);
 }
 
 async function cancelJob(id) {
@@ -1303,6 +1381,11 @@ document.addEventListener("DOMContentLoaded", () => {
   showStrength();  // a value the browser restored on reload
   setupViewer();
   $("train-form").addEventListener("submit", startTraining);
+  $("data-kind").addEventListener("change", showDataKind);
+  $("dataset").addEventListener("change", showDataKind);
+  $("zip").addEventListener("change", showDataKind);
+  $("init").addEventListener("change", () => { $("init").dataset.touched = "1"; state.initSuggested = null; });
+  showDataKind();  // a choice the browser restored on reload
   $("cancel").addEventListener("click", () => cancelJob(state.followed));
   $("activate").addEventListener("click", () => { const j = followedJob(); if (j) activateModel(j.model_id); });
   $("token").value = sessionStorage.getItem("n2n-token") || "";
@@ -1313,8 +1396,10 @@ document.addEventListener("DOMContentLoaded", () => {
       const opt = document.createElement("option");
       opt.value = d.id;
       opt.textContent = `${d.id} (${d.images} ${d.kind === "pairs" ? "pairs" : "images"})`;
+      opt.dataset.kind = d.kind;
       $("dataset").appendChild(opt);
     }
+    showDataKind();
   }).catch(() => {});
   drawChart([], [], 1);
   $("training-panel").addEventListener("toggle", drawFollowed);  // a folded chart is drawn when unfolded
