@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from n2n_core.atomic import atomic_write_bytes
+from n2n_core.nn.atomic import atomic_write_bytes
 
 from .denoiser import Abandoned, DenoiseQueue, Slot, refusal
 from .imaging import OutputOptions, download_name

@@ -30,9 +30,10 @@ from typing import Any
 import torch
 
 from n2n_core import weights as shipped_weights
-from n2n_core.atomic import atomic_write
-from n2n_core.module import Module
-from n2n_core.serialize import load_with_metadata, read_metadata
+from n2n_core.nn.atomic import atomic_write
+from n2n_core.nn.module import Module
+from n2n_core.nn.serialize import read_metadata
+from n2n_core.weights import load_with_metadata
 
 from .messages import scrub_paths, without_paths
 from .store import Database, ModelGone, ModelInUse, ModelRows, open_store

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, benchmark_images, machine  # noqa: E402
-from n2n_core.atomic import atomic_write_text  # noqa: E402
+from n2n_core.nn.atomic import atomic_write_text  # noqa: E402
 from n2n_core.data import synthetic_val  # noqa: E402
 from n2n_core.metrics import psnr  # noqa: E402
 from n2n_core.noise import Gaussian  # noqa: E402

@@ -37,7 +37,7 @@ from n2n_core.precision import resolve_precision  # noqa: E402
 from n2n_core.receptive import receptive_radius  # noqa: E402
 from n2n_core.streaming import streamable  # noqa: E402
 from n2n_core.runtime import set_threads, tune_allocator  # noqa: E402
-from n2n_core.serialize import load  # noqa: E402
+from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 
 

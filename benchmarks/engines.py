@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests" / "core"))
 from benchmarks.common import interleaved, machine, median, save_results  # noqa: E402
 from n2n_core.infer import denoise  # noqa: E402
 from n2n_core.precision import at_precision, cpu_flags  # noqa: E402
-from n2n_core.serialize import load_with_metadata  # noqa: E402
+from n2n_core.weights import load_with_metadata  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")

@@ -24,7 +24,7 @@ from n2n_core.evaluate import evaluate  # noqa: E402
 from n2n_core.data import synthetic_val, to_tensor  # noqa: E402
 from n2n_core.infer import denoise  # noqa: E402
 from n2n_core.noise import parse_noise  # noqa: E402
-from n2n_core.serialize import load  # noqa: E402
+from n2n_core.weights import load  # noqa: E402
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from n2n_core import save  # noqa: E402
-from n2n_core.atomic import atomic_write_text  # noqa: E402
+from n2n_core.nn.atomic import atomic_write_text  # noqa: E402
 from n2n_core.models import build  # noqa: E402
 
 

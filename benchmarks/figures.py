@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import free_port, start_server, stop_server  # noqa: E402
 from n2n_core.infer import denoise  # noqa: E402
-from n2n_core.serialize import load  # noqa: E402
+from n2n_core.weights import load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RNI = ROOT.parent / "shared" / "data" / "RNI15"

@@ -53,6 +53,10 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--noise", default="gaussian:25")
     ap.add_argument("--jpeg", default=None)
+    ap.add_argument("--method", default="noise2noise", choices=["noise2noise", "neighbor2neighbor"])
+    ap.add_argument("--gamma", type=float, default=2.0, help="neighbor2neighbor: the regulariser's final weight")
+    ap.add_argument("--cell", type=int, default=2, help="neighbor2neighbor: the sub-sampling cell")
+    ap.add_argument("--val", default=None, help="clean validation photos (default: held out of --data)")
     ap.add_argument("--seconds", type=float, required=True, help="wall-clock budget of the whole script")
     ap.add_argument("--margin", type=float, default=0.8, help="share of the time left that the schedule plans for")
     ap.add_argument("--grace", type=float, default=20.0,
@@ -81,8 +85,9 @@ def main() -> None:
     cfg = TrainConfig(arch=args.arch, init=args.init, steps=1, batch_size=args.batch_size, patch_size=args.patch_size,
                       learning_rate=args.lr, schedule="cosine", warmup=args.warmup, ema=args.ema, device=args.device,
                       noise=args.noise, jpeg=args.jpeg, data=args.data, val_every=args.val_every,
-                      checkpoint_every=args.checkpoint_every)
-    data = open_dataset(args.data, parse_noise(args.noise), jpeg=parse_jpeg_inputs(args.jpeg))
+                      checkpoint_every=args.checkpoint_every, method=args.method, gamma=args.gamma, cell=args.cell)
+    data = open_dataset(args.data, parse_noise(args.noise), val_spec=args.val, jpeg=parse_jpeg_inputs(args.jpeg),
+                        singles=args.method == "neighbor2neighbor", cell=args.cell)
     per_step = seconds_per_step(cfg, data, args.probe_steps)
     left = args.seconds - (time.perf_counter() - started)
     steps = max(1, min(args.max_steps, int(args.margin * left / per_step)))

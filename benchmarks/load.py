@@ -92,7 +92,7 @@ def inprocess(data: bytes, n: int) -> dict:
 
     from n2n_core import images
     from n2n_core.infer import denoise_picture
-    from n2n_core.serialize import load
+    from n2n_core.weights import load
     from n2n_core.weights import resolve
 
     torch.set_grad_enabled(False)

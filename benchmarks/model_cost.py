@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import interleaved, machine, median, save_results  # noqa: E402
 from n2n_core.infer import denoise  # noqa: E402
 from n2n_core.models import build  # noqa: E402
-from n2n_core.serialize import load  # noqa: E402
+from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 
 REFERENCE = "unet-s (today's default architecture)"

@@ -1,5 +1,5 @@
 """Ship a model in a noise-adaptive mode: its network run once, or ``--passes`` times when the
-estimated noise of the whole photo exceeds ``--threshold`` (``n2n_core.layers.NoiseAdaptive``).
+estimated noise of the whole photo exceeds ``--threshold`` (``n2n_core.nn.layers.NoiseAdaptive``).
 
     python benchmarks/noise_adaptive.py blind --threshold 25 --passes 2
 
@@ -17,9 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from n2n_core.atomic import atomic_write_text  # noqa: E402
-from n2n_core.layers import NoiseAdaptive  # noqa: E402
-from n2n_core.serialize import load_with_metadata, save  # noqa: E402
+from n2n_core.nn.atomic import atomic_write_text  # noqa: E402
+from n2n_core.inference.noise_adaptive import NoiseAdaptive  # noqa: E402
+from n2n_core.nn.serialize import save  # noqa: E402
+from n2n_core.weights import load_with_metadata  # noqa: E402
 from n2n_core.weights import WEIGHTS_DIR  # noqa: E402
 
 

@@ -23,7 +23,7 @@ from n2n_core.card import add_metric  # noqa: E402
 from n2n_core.data import synthetic_val  # noqa: E402
 from n2n_core.evaluate import evaluate  # noqa: E402
 from n2n_core.noise import parse_noise  # noqa: E402
-from n2n_core.serialize import load  # noqa: E402
+from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 
 SHIPPED = ("default", "fast", "best", "blind", "seed")

@@ -5,7 +5,7 @@ validation history and drops the metrics of any earlier model of that name: meas
 with benchmarks/evaluate.py. A run without a card beside it (``benchmarks/gpu_train.py`` writes
 none) gets one from the training metadata inside its weights file, and ``--init-card`` names the
 card of the weights it started from. ``--ensemble N`` ships the network wrapped in a geometric
-self-ensemble over N of the 8 flips and rotations (``n2n_core.layers.SelfEnsemble``): one model id
+self-ensemble over N of the 8 flips and rotations (``n2n_core.nn.layers.SelfEnsemble``): one model id
 for the weights plus that inference mode.
 
     python benchmarks/ship_weights.py runs/default2.safetensors default
@@ -24,9 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from n2n_core.atomic import atomic_write, atomic_write_text  # noqa: E402
-from n2n_core.layers import SelfEnsemble  # noqa: E402
-from n2n_core.serialize import load, read_metadata, save  # noqa: E402
+from n2n_core.nn.atomic import atomic_write, atomic_write_text  # noqa: E402
+from n2n_core.nn.layers import SelfEnsemble  # noqa: E402
+from n2n_core.nn.serialize import read_metadata, save  # noqa: E402
+from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import WEIGHTS_DIR  # noqa: E402
 
 TARGETS = "noisy (Noise2Noise): no clean image was used for training"

@@ -18,9 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from n2n_core.atomic import atomic_write_text  # noqa: E402
+from n2n_core.nn.atomic import atomic_write_text  # noqa: E402
 from n2n_core.models import arch_of, widen_unet  # noqa: E402
-from n2n_core.serialize import load, save  # noqa: E402
+from n2n_core.nn.serialize import save  # noqa: E402
+from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 
 

@@ -8,37 +8,43 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from n2n_core import _moved
+
+_moved.install(__name__)  # the flat module paths of 0.1 (n2n_core.infer, n2n_core.train, ...) keep working
+
 # Exported names and the submodule each lives in. They are imported on first use (PEP 562), so that
 # `import n2n_core` (and the `n2n` command's --help) does not pay for torch, numpy and PIL.
 _EXPORTS = {
-    **dict.fromkeys(["Cast", "Concat", "Conv2d", "Identity", "LeakyReLU", "MaxPool2d", "NearestUpsampling", "NoiseAdaptive",
-                     "ReLU", "Residual", "SelfEnsemble", "Sequential", "Sigmoid", "TransposeConv2d"], "layers"),
+    **dict.fromkeys(["Cast", "Concat", "Conv2d", "Identity", "LeakyReLU", "MaxPool2d", "NearestUpsampling",
+                     "ReLU", "Residual", "SelfEnsemble", "Sequential", "Sigmoid", "TransposeConv2d"], "nn.layers"),
+    "NoiseAdaptive": "inference.noise_adaptive",
     "denoise": "infer",
     "denoise_picture": "infer",
-    "MSE": "loss",
+    "MSE": "nn.loss",
     "psnr": "metrics",
     "ssim": "metrics",
-    "Module": "module",
-    "SGD": "optim",
-    "Adam": "optim",
-    "Optimizer": "optim",
-    "load": "serialize",
-    "save": "serialize",
+    "Module": "nn.module",
+    "SGD": "nn.optim",
+    "Adam": "nn.optim",
+    "Optimizer": "nn.optim",
+    "load": "weights",
+    "save": "nn.serialize",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports of before
-    from .infer import denoise, denoise_picture
-    from .layers import (Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, NoiseAdaptive, ReLU,
-                         Residual, SelfEnsemble, Sequential, Sigmoid, TransposeConv2d)
-    from .loss import MSE
-    from .metrics import psnr, ssim
-    from .module import Module
-    from .optim import SGD, Adam, Optimizer
-    from .serialize import load, save
+    from n2n_core.infer import denoise, denoise_picture
+    from n2n_core.nn.layers import Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual, SelfEnsemble, Sequential, Sigmoid, TransposeConv2d
+    from n2n_core.inference.noise_adaptive import NoiseAdaptive
+    from n2n_core.nn.loss import MSE
+    from n2n_core.metrics import psnr, ssim
+    from n2n_core.nn.module import Module
+    from n2n_core.nn.optim import SGD, Adam, Optimizer
+    from n2n_core.nn.serialize import save
+    from n2n_core.weights import load
 
 
 def __getattr__(name: str) -> Any:
-    """An exported name (imported from its submodule on first use), or a submodule such as ``n2n_core.layers``."""
+    """An exported name (imported from its submodule on first use), or a submodule such as ``n2n_core.nn.layers``."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value  # later look-ups skip this function

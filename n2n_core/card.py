@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from n2n_core.nn.atomic import atomic_write_text
 
 VALIDATION_FINAL = "validation PSNR (final)"
 VALIDATION_BEST = "validation PSNR (best)"
@@ -65,14 +65,14 @@ def write_card(weights: Path, trainer: Any, name: str | None = None) -> Path:
 
 def is_pairs(source: Any) -> bool:
     """Whether a training source is noisy pairs (A/B, or a course file), to which no noise model applies."""
-    from .data import NoisyPairs
+    from n2n_core.data import NoisyPairs
 
     return isinstance(source, NoisyPairs)
 
 
 def _noisy_psnr(val_pairs: list[tuple[Any, Any]]) -> float | None:
     """Mean PSNR of the noisy validation inputs against their clean images: what doing nothing scores."""
-    from .metrics import psnr
+    from n2n_core.metrics import psnr
 
     if not val_pairs:
         return None
@@ -108,7 +108,7 @@ def validation_metrics(history: list[dict[str, Any]], images: int, noisy_psnr: f
 
 def _card_of(spec: str) -> dict[str, Any]:
     """The card of a weights file or shipped name, or {} when there is none."""
-    from .weights import resolve
+    from n2n_core.weights import resolve
 
     try:
         return card_beside(resolve(spec))

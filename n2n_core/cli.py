@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .distributed import DistContext
-    from .train import TrainConfig
+    from n2n_core.distributed import DistContext
+    from n2n_core.train import TrainConfig
 
 
 
@@ -108,9 +108,9 @@ def denoise_summary(written: int, megapixels: float, seconds: float, out_dir: Pa
 
 
 def _load_model(weights: str | None, device: str):
-    from .serialize import load_with_metadata
-    from .train import resolve_device
-    from .weights import resolve
+    from n2n_core.weights import load_with_metadata
+    from n2n_core.train import resolve_device
+    from n2n_core.weights import resolve
 
     path = resolve(weights)
     model, meta = load_with_metadata(path, device=resolve_device(device))
@@ -122,8 +122,8 @@ def _load_model(weights: str | None, device: str):
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The validated TrainConfig of `n2n train`'s options."""
-    from .models import DEFAULT_ARCH
-    from .train import TrainConfig, arch_of_weights
+    from n2n_core.models import DEFAULT_ARCH
+    from n2n_core.train import TrainConfig, arch_of_weights
 
     arch = args.arch or (arch_of_weights(args.init) if args.init else DEFAULT_ARCH)
     shared = {"batch_size": args.batch_size, "patch_size": args.patch_size, "learning_rate": args.lr,
@@ -139,7 +139,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """One process, N spawned processes (--nproc-per-node), or one rank of a torchrun job."""
-    from . import distributed
+    from n2n_core import distributed
 
     cfg = _train_config(args)
     under_torchrun = distributed.context_from_env()
@@ -165,10 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | None:
     """Train as rank ``ctx.rank``; rank 0 shows progress, writes the card and returns the summary."""
-    from .card import write_card
-    from .data import NoisyPairs, open_dataset
-    from .noise import parse_jpeg_inputs, parse_noise
-    from .train import Trainer
+    from n2n_core.card import write_card
+    from n2n_core.data import NoisyPairs, open_dataset
+    from n2n_core.noise import parse_jpeg_inputs, parse_noise
+    from n2n_core.train import Trainer
 
     cfg = _train_config(args)
     noise = parse_noise(args.noise)
@@ -214,9 +214,9 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import open_validation
-    from .evaluate import evaluate
-    from .noise import parse_noise
+    from n2n_core.data import open_validation
+    from n2n_core.evaluate import evaluate
+    from n2n_core.noise import parse_noise
 
     model, _, path = _load_model(args.weights, args.device)
     pairs = open_validation(args.data, parse_noise(args.noise), seed=args.seed, limit=args.limit)
@@ -239,8 +239,8 @@ def denoise_inputs(specs: list[str]) -> list[Path]:
     """Files, folders (their images, sorted) and glob patterns -> the photo files, in order, each once."""
     import glob
 
-    from .data import list_images
-    from .images import PHOTO_SUFFIXES
+    from n2n_core.data import list_images
+    from n2n_core.images import PHOTO_SUFFIXES
 
     out: list[Path] = []
     for spec in specs:
@@ -266,8 +266,8 @@ def _denoise_models(weights: str | None, device: str) -> Callable[[str], Any]:
     """model_for(input format): the model ``--weights`` names for every photo; without it, the shipped
     default, and for a camera RAW the camera-noise model (``blind``, when shipped). Each is loaded once,
     when a photo first needs it."""
-    from .raw import CAMERA_NOISE_MODEL, FORMATS
-    from .weights import shipped
+    from n2n_core.raw import CAMERA_NOISE_MODEL, FORMATS
+    from n2n_core.weights import shipped
 
     loaded: dict[str | None, Any] = {}
 
@@ -291,11 +291,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import time
     import warnings
 
-    from . import images
-    from .infer import check_strength, picture_steps, run_steps
-    from .noise_level import estimate_sigma
-    from .precision import device_of, model_precision, resolve_precision
-    from .raw import quiet_libraw
+    from n2n_core import images
+    from n2n_core.infer import check_strength, picture_steps, run_steps
+    from n2n_core.noise_level import estimate_sigma
+    from n2n_core.precision import device_of, model_precision, resolve_precision
+    from n2n_core.raw import quiet_libraw
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     check_strength(args.strength)
@@ -389,9 +389,9 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write MODEL (a shipped name or a weights file, as --weights takes it) as ONNX, its card in the metadata;
     one summary line on stdout."""
-    from .card import card_beside
-    from .export import export_onnx
-    from .models import arch_of, size_multiple
+    from n2n_core.card import card_beside
+    from n2n_core.export import export_onnx
+    from n2n_core.models import arch_of, size_multiple
 
     out = Path(args.output)
     if out.is_dir():
@@ -593,7 +593,7 @@ def _joined_suffix(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_joined_suffix(list(sys.argv[1:] if argv is None else argv)))
-    from .runtime import tune_allocator
+    from n2n_core.runtime import tune_allocator
 
     tune_allocator()
     try:

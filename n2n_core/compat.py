@@ -11,13 +11,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .infer import denoise
-from .layers import Conv2d, NearestUpsampling, ReLU, Sequential, Sigmoid, TransposeConv2d
-from .loss import MSE
-from .models import seed
-from .optim import SGD, Adam
-from .serialize import load
-from .weights import resolve
+from n2n_core.infer import denoise
+from n2n_core.nn.layers import Conv2d, NearestUpsampling, ReLU, Sequential, Sigmoid, TransposeConv2d
+from n2n_core.nn.loss import MSE
+from n2n_core.models import seed
+from n2n_core.nn.optim import SGD, Adam
+from n2n_core.weights import load
+from n2n_core.weights import resolve
 
 __all__ = ["Model", "Conv2d", "TransposeConv2d", "NearestUpsampling", "ReLU", "Sigmoid", "Sequential", "MSE", "SGD"]
 

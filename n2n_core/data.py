@@ -34,8 +34,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .functional.neighbor import neighbour_indices, subsample
-from .noise import Gaussian, JpegInputs, NoiseModel, jpeg_compress, quantize8
+from n2n_core.nn.functional.neighbor import neighbour_indices, subsample
+from n2n_core.noise import Gaussian, JpegInputs, NoiseModel, jpeg_compress, quantize8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 BUILTIN_TRAIN = ["astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left",

@@ -38,8 +38,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor
 
-from .module import Module
-from .runtime import cores, die_with_parent, set_threads
+from n2n_core.nn.module import Module
+from n2n_core.runtime import cores, die_with_parent, set_threads
 
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from torch import Tensor
 
-from .infer import denoise
-from .metrics import psnr, ssim
-from .module import Module
-from .precision import device_of, model_precision, resolve_precision
+from n2n_core.infer import denoise
+from n2n_core.metrics import psnr, ssim
+from n2n_core.nn.module import Module
+from n2n_core.precision import device_of, model_precision, resolve_precision
 
 
 def evaluate(model: Module, pairs: list[tuple[Tensor, Tensor]], progress: bool = True, desc: str = "eval",

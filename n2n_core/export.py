@@ -44,27 +44,13 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from . import noise_level
-from .atomic import atomic_write_bytes
-from .layers import (
-    Cast,
-    Concat,
-    Conv2d,
-    Identity,
-    LeakyReLU,
-    MaxPool2d,
-    NearestUpsampling,
-    NoiseAdaptive,
-    ReLU,
-    Residual,
-    SelfEnsemble,
-    Sequential,
-    Sigmoid,
-    TransposeConv2d,
-)
-from .layers.ensemble import Transform, symmetries
-from .models import size_multiple
-from .module import Module
+from n2n_core import noise_level
+from n2n_core.nn.atomic import atomic_write_bytes
+from n2n_core.nn.layers import Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual, SelfEnsemble, Sequential, Sigmoid, TransposeConv2d
+from n2n_core.inference.noise_adaptive import NoiseAdaptive
+from n2n_core.nn.layers.ensemble import Transform, symmetries
+from n2n_core.models import size_multiple
+from n2n_core.nn.module import Module
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # Pad, Slice, Resize, TopK, Unsqueeze and ReduceSum with tensor inputs; the default
@@ -551,6 +537,6 @@ def to_onnx_bytes(model: Module, opset: int = DEFAULT_OPSET, metadata: dict[str,
 
 
 def _version() -> str:
-    from . import __version__
+    from n2n_core import __version__
 
     return __version__

@@ -31,8 +31,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from . import frames, heif, metadata, raw
-from .image_errors import ImageError, ImageTooLarge, MultiFrameImage, UnsupportedImage  # noqa: F401 - re-exported
+from n2n_core import frames, heif, metadata, raw
+from n2n_core.image_errors import ImageError, ImageTooLarge, MultiFrameImage, UnsupportedImage  # noqa: F401 - re-exported
 
 FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP", "HEIF", "AVIF"}  # read by Pillow (HEIF: its pillow-heif opener)
 RAW_FORMATS = raw.FORMATS  # camera RAW, read by LibRaw
@@ -524,7 +524,7 @@ def read(path: str | Path) -> Picture:
 def write(path: str | Path, pic: Picture, quality: int | None = None, *, bits: int | None = None,
           strip_metadata: bool = False) -> Path:
     """Encode ``pic`` in the format its suffix names (``encode``, same options) and write it atomically."""
-    from .atomic import atomic_write_bytes
+    from n2n_core.nn.atomic import atomic_write_bytes
 
     path = Path(path)
     data = encode(pic, path.suffix.lstrip(".") or "png", quality, bits=bits, strip_metadata=strip_metadata)

@@ -18,14 +18,14 @@ import torch
 from PIL import Image as PILImage
 from torch import Tensor
 
-from .functional.pad import pad
-from .images import Picture, from_rgb, to_rgb
-from .layers import NoiseAdaptive
-from .models import size_multiple
-from .precision import at_precision, compute_dtype, resolve_precision
-from .module import Module
-from .receptive import activation_values_per_pixel, receptive_radius
-from .streaming import row_stream, state_per_column, streamable
+from n2n_core.nn.functional.pad import pad
+from n2n_core.images import Picture, from_rgb, to_rgb
+from n2n_core.inference.noise_adaptive import NoiseAdaptive
+from n2n_core.models import size_multiple
+from n2n_core.precision import at_precision, compute_dtype, resolve_precision
+from n2n_core.nn.module import Module
+from n2n_core.receptive import activation_values_per_pixel, receptive_radius
+from n2n_core.streaming import row_stream, state_per_column, streamable
 
 
 def _pad_to(x: Tensor, mult: int) -> tuple[Tensor, tuple[int, int]]:

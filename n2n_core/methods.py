@@ -22,9 +22,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from .functional.neighbor import check_cell, neighbour_indices, subsample
-from .loss import MSE, Neighbor2NeighborLoss
-from .module import Module
+from n2n_core.nn.functional.neighbor import check_cell, neighbour_indices, subsample
+from n2n_core.nn.loss import MSE, Neighbor2NeighborLoss
+from n2n_core.nn.module import Module
 
 METHODS = ("noise2noise", "neighbor2neighbor")
 _SUBSAMPLER_STREAM = 0x4E32_4E42  # keeps the sub-sampler's draws apart from the batch loader's

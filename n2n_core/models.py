@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .layers import (
+from n2n_core.nn.layers import (
     Concat,
     Conv2d,
     Identity,
@@ -27,7 +27,7 @@ from .layers import (
     Sigmoid,
     TransposeConv2d,
 )
-from .module import Module
+from n2n_core.nn.module import Module
 
 
 def seed(channels: int = 48) -> Sequential:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .layers.cast import Cast, name_of
-from .module import Module
+from n2n_core.nn.layers.cast import Cast, name_of
+from n2n_core.nn.module import Module
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 ENVIRONMENT_VARIABLE = "N2N_PRECISION"

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .module import Mask, Module
+from n2n_core.nn.module import Mask, Module
 
 
 def receptive_bound(model: Module) -> int:

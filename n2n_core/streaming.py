@@ -20,7 +20,7 @@ image height, and without the margins that overlapping tiles recompute.
         rows = stream.push(band, last=k == len(bands) - 1)   # (N, C', r', W') or None (no row yet)
 
 Streams work on 4-d batches of the model's dtype and device. Each layer declares how it is streamed
-(``Module.row_streaming``, one of ``n2n_core.module.ROW_STREAMING_KINDS``); ``row_stream`` raises
+(``Module.row_streaming``, one of ``n2n_core.nn.module.ROW_STREAMING_KINDS``); ``row_stream`` raises
 ValueError for a layer that has no row-wise form (a transposed convolution, a self-ensemble's
 rotations: ``row_streaming`` None).
 """
@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .functional.conv import conv2d_nhwc_padded, nhwc_input_buffer
-from .layers.pool import maxpool2d_values
-from .layers.upsample import upsample_nearest_forward
-from .module import Module
-from .receptive import receptive_radius
+from n2n_core.nn.functional.conv import conv2d_nhwc_padded, nhwc_input_buffer
+from n2n_core.nn.layers.pool import maxpool2d_values
+from n2n_core.nn.layers.upsample import upsample_nearest_forward
+from n2n_core.nn.module import Module
+from n2n_core.receptive import receptive_radius
 
 if TYPE_CHECKING:  # the stream classes name the layers they stream; row_stream picks them by declared kind
-    from .layers import Cast, Concat, Conv2d, MaxPool2d, NearestUpsampling, Residual, Sequential
+    from n2n_core.nn.layers import Cast, Concat, Conv2d, MaxPool2d, NearestUpsampling, Residual, Sequential
 
 
 class RowStream:

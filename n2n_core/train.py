@@ -27,19 +27,20 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from . import distributed
-from .atomic import atomic_write, atomic_write_text
-from .data import BatchLoader, Dataset
-from .distributed import DistContext
-from .infer import denoise
-from .methods import StepContext, TrainingMethod, make_method
-from .metrics import psnr
-from .models import DEFAULT_ARCH, arch_of, build, size_multiple
-from .module import Module
-from .noise import parse_jpeg_inputs
-from .optim import SGD, Adam, Optimizer
-from .serialize import load, save, separate_cpu_tensors
-from .weights import resolve
+from n2n_core import distributed
+from n2n_core.nn.atomic import atomic_write, atomic_write_text
+from n2n_core.data import BatchLoader, Dataset
+from n2n_core.distributed import DistContext
+from n2n_core.infer import denoise
+from n2n_core.methods import StepContext, TrainingMethod, make_method
+from n2n_core.metrics import psnr
+from n2n_core.models import DEFAULT_ARCH, arch_of, build, size_multiple
+from n2n_core.nn.module import Module
+from n2n_core.noise import parse_jpeg_inputs
+from n2n_core.nn.optim import SGD, Adam, Optimizer
+from n2n_core.nn.serialize import save, separate_cpu_tensors
+from n2n_core.weights import load
+from n2n_core.weights import resolve
 
 
 @dataclass

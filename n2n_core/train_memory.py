@@ -16,9 +16,9 @@ import functools
 import math
 import os
 
-from .models import build
-from .module import Module
-from .receptive import activation_values_per_pixel
+from n2n_core.models import build
+from n2n_core.nn.module import Module
+from n2n_core.receptive import activation_values_per_pixel
 
 ACTIVATION_FACTOR = 3.5  # training bytes / forward activation bytes (measured 2.6-3.1, with a margin)
 PARAMETER_COPIES = 5  # weights, gradients, Adam's m and v, an EMA copy

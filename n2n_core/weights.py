@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 PACKAGE = "n2n_weights"  # the repository's weights/ folder as installed by a wheel (pyproject.toml: package-dir)
 
@@ -45,3 +46,29 @@ def resolve(spec: str | os.PathLike[str] | None = None) -> Path:
     if named is not None:
         return named
     raise ValueError(f"no weights at {spec!r} (shipped models: {', '.join(shipped()) or 'none'})")
+
+
+def weights_file(spec: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """``spec`` itself when it is a file; else the shipped model it names; else a ValueError naming both."""
+    if isinstance(spec, (str, os.PathLike)) and not Path(spec).is_file():
+        names = shipped()
+        if str(spec) in names:
+            return names[str(spec)]
+        raise ValueError(f"no weights file at {spec}, and no shipped model of that name (shipped: "
+                         f"{', '.join(names) or 'none'})")
+    return spec
+
+
+def load_with_metadata(spec: str | os.PathLike[str] = DEFAULT, device: Any = None, dtype: Any = None) -> tuple[Any, dict]:
+    """(model, metadata) of a weights file or a shipped model's name (``default``, ``best``, ``blind``, ...),
+    as the CLI's --weights takes it: ``n2n_core.nn.serialize.load_with_metadata`` after the name is resolved,
+    with the product's own layer types (``NoiseAdaptive``) known."""
+    from n2n_core.inference import noise_adaptive  # noqa: F401  (registers NoiseAdaptive for Module.from_config)
+    from n2n_core.nn import serialize
+
+    return serialize.load_with_metadata(weights_file(spec), device, dtype)
+
+
+def load(spec: str | os.PathLike[str] = DEFAULT, device: Any = None, dtype: Any = None) -> Any:
+    """The model of a weights file or a shipped model's name (``n2n_core.load``); see ``load_with_metadata``."""
+    return load_with_metadata(spec, device, dtype)[0]

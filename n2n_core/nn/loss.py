@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .checks import check_same_shape
-from .module import as_data
+from n2n_core.nn.checks import check_same_shape
+from n2n_core.nn.module import as_data
 
 
 def _checked_pair(y: Tensor, target: Tensor, loss: str = "MSE") -> tuple[Tensor, Tensor]:

@@ -102,7 +102,7 @@ def store_grads(m: Module, dw: Tensor, db: Tensor) -> None:
 def _undescribed(m: Module, what: str) -> ValueError:
     return ValueError(
         f"{type(m).__name__} does not describe its receptive reach and resolution ({what}): a layer must "
-        "answer the layer protocol of n2n_core.module.Module (reach, activation_values, dependency_mask, "
+        "answer the layer protocol of n2n_core.nn.module.Module (reach, activation_values, dependency_mask, "
         "size_multiple, row_streaming), or subclass Pointwise if it is elementwise"
     )
 
@@ -321,7 +321,7 @@ class Module:
         """
         return None
 
-    # -- architecture description (used by n2n_core.serialize) ---------------------------
+    # -- architecture description (used by n2n_core.nn.serialize) ---------------------------
     def config(self) -> dict[str, Any]:
         """JSON-able description from which ``Module.from_config`` rebuilds the module."""
         return {"type": type(self).__name__}
@@ -329,7 +329,7 @@ class Module:
     @staticmethod
     def from_config(cfg: dict[str, Any]) -> Module:
         """Rebuild a module from its ``config()``; only public (registered) layer types are built."""
-        from . import layers  # noqa: F401  (registers the layer types; `import n2n_core` no longer does)
+        from n2n_core.nn import layers  # noqa: F401  (registers the layer types; `import n2n_core` no longer does)
 
         if not isinstance(cfg, dict):
             raise ValueError(f"a module description must be a JSON object, got {type(cfg).__name__}")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .module import Module
+from n2n_core.nn.module import Module
 
 
 class Optimizer:

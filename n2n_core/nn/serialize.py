@@ -15,8 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from .atomic import atomic_write
-from .module import Module
+from n2n_core.nn.atomic import atomic_write
+from n2n_core.nn.module import Module
 
 ARCH_KEY = "n2n_architecture"
 META_KEY = "n2n_metadata"
@@ -99,34 +99,21 @@ def read_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
     return arch, _parse_header_json(path, "metadata", header.get(META_KEY, "{}"))
 
 
-def load(path: str | os.PathLike[str] = "default", device: torch.device | str | None = None,
+def load(path: str | os.PathLike[str], device: torch.device | str | None = None,
          dtype: torch.dtype | None = None) -> Module:
-    """Rebuild the model saved at ``path`` from that file alone; ``path`` may also name a shipped model
-    (``default``, ``best``, ``blind``, ``fast``, ...: ``n2n_core.weights.shipped``), as the CLI's --weights does."""
+    """Rebuild the model saved at ``path`` from that file alone (``n2n_core.load`` also takes a shipped
+    model's name)."""
     return load_with_metadata(path, device, dtype)[0]
-
-
-def _weights_file(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
-    """``path`` itself when it is a file; else the shipped model it names; else a ValueError naming both."""
-    from .weights import shipped
-
-    if isinstance(path, (str, os.PathLike)) and not Path(path).is_file():
-        names = shipped()
-        if str(path) in names:
-            return names[str(path)]
-        raise ValueError(f"no weights file at {path}, and no shipped model of that name (shipped: "
-                         f"{', '.join(names) or 'none'})")
-    return path
 
 
 def load_with_metadata(path: str | os.PathLike[str], device: torch.device | str | None = None,
                        dtype: torch.dtype | None = None) -> tuple[Module, dict[str, Any]]:
-    """(model, metadata) rebuilt from ``path`` (a weights file, or a shipped model's name); any flaw of the
-    file is a ValueError naming it.
+    """(model, metadata) rebuilt from the weights file ``path``; any flaw of the file is a ValueError naming it.
 
     Only public layer types (``Module.registry``) are built from the architecture.
     """
-    path = _weights_file(path)
+    if not Path(path).is_file():
+        raise ValueError(f"no weights file at {path}")
     arch, meta = read_metadata(path)
     try:
         model = Module.from_config(arch)

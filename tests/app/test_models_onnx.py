@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from n2n_core.infer import denoise
-from n2n_core.serialize import load
+from n2n_core.weights import load
 
 onnx = pytest.importorskip("onnx")
 

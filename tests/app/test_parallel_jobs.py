@@ -16,7 +16,7 @@ from app.jobs.procs import ProcInfo, proc_info
 from app.main import create_app
 from app.store import JobStore, open_database
 from n2n_core.runtime import cores
-from n2n_core.serialize import load
+from n2n_core.weights import load
 
 from ..helpers import AUTH, make_settings, poll_until, wait_for
 

@@ -5,8 +5,9 @@ import torch
 
 from n2n_core import models
 from n2n_core.infer import _run, denoise
-from n2n_core.layers import Conv2d, NoiseAdaptive, Sequential, Sigmoid
-from n2n_core.module import Module
+from n2n_core.nn.layers import Conv2d, Sequential, Sigmoid
+from n2n_core.inference.noise_adaptive import NoiseAdaptive
+from n2n_core.nn.module import Module
 from n2n_core.noise_level import estimate_sigma
 
 

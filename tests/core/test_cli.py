@@ -133,7 +133,7 @@ def test_the_package_exports_load_lazily_and_all_resolve():
             "type(n.Conv2d).__name__, n.layers.__name__, n.serialize.__name__, 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["True", "type", "n2n_core.layers", "n2n_core.serialize", "True"]
+    assert r.stdout.split() == ["True", "type", "n2n_core.nn.layers", "n2n_core.nn.serialize", "True"]
     for name in n2n_core.__all__:
         assert getattr(n2n_core, name) is not None
     with pytest.raises(AttributeError):

@@ -9,8 +9,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from n2n_core import Conv2d, TransposeConv2d
-import n2n_core.functional.conv as conv_fn
-from n2n_core.functional.conv import conv2d_forward, conv2d_vjp, conv_transpose2d_forward
+import n2n_core.nn.functional.conv as conv_fn
+from n2n_core.nn.functional.conv import conv2d_forward, conv2d_vjp, conv_transpose2d_forward
 
 from .reference import assert_close, autograd_vjp
 
@@ -205,8 +205,8 @@ def test_dtype_mismatch_is_a_value_error():
 
 @pytest.mark.parametrize("kernel, channels, out_channels, width", [(3, 5, 4, 13), (3, 8, 3, 9), (5, 3, 2, 17), (1, 4, 4, 7)])
 def test_phase_gemms_equal_the_column_gemm_in_float64(kernel, channels, out_channels, width):
-    from n2n_core.functional.conv import _conv_gemm, _weight_matrix
-    from n2n_core.functional.conv_phases import conv2d_phases, is_phase_buffer, phase_buffer
+    from n2n_core.nn.functional.conv import _conv_gemm, _weight_matrix
+    from n2n_core.nn.functional.conv_phases import conv2d_phases, is_phase_buffer, phase_buffer
 
     torch.manual_seed(0)
     height, n = 11, 2
@@ -225,7 +225,7 @@ def test_phase_gemms_equal_the_column_gemm_in_float64(kernel, channels, out_chan
 
 
 def test_a_buffer_without_slack_is_refused():
-    from n2n_core.functional.conv_phases import conv2d_phases
+    from n2n_core.nn.functional.conv_phases import conv2d_phases
 
     plain = torch.zeros(1, 6, 9, 2)
     with pytest.raises(ValueError, match=r"conv2d_phases: buffer of shape \(1, 6, 9, 2\) is not a phase_buffer"):

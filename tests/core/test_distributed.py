@@ -25,7 +25,7 @@ from n2n_core.data import CleanImages, Dataset
 from n2n_core.distributed import DistContext
 from n2n_core.models import build
 from n2n_core.noise import Gaussian
-from n2n_core.serialize import read_metadata
+from n2n_core.nn.serialize import read_metadata
 from n2n_core.train import TrainConfig, Trainer
 
 from .test_noise_data import _images

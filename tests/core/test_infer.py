@@ -109,7 +109,7 @@ def test_should_stop_and_progress_work_per_tile():
 def test_tiles_with_the_measured_margin_equal_the_whole_image_for_every_shipped_model(name):
     """Margins come from the exact receptive radius (about half the old bound); tiles stay exact."""
     from n2n_core.receptive import receptive_bound, receptive_radius
-    from n2n_core.serialize import load
+    from n2n_core.weights import load
     from n2n_core.weights import shipped
 
     if name not in shipped():
@@ -164,7 +164,7 @@ def test_row_streams_equal_the_whole_image_for_every_shipped_model(name):
     """The default path streams bands, and strips with margins when too wide; odd sizes; to 1e-6."""
     from n2n_core.infer import _run, plan_bands
     from n2n_core.receptive import activation_values_per_pixel
-    from n2n_core.serialize import load
+    from n2n_core.weights import load
     from n2n_core.streaming import state_per_column, streamable
     from n2n_core.weights import shipped
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from n2n_core import MSE, SGD, Adam, Concat, Conv2d, Identity, LeakyReLU, ReLU, Residual, Sequential, Sigmoid
-from n2n_core.optim import parameter_slots
+from n2n_core.nn.optim import parameter_slots
 
 from .mirror import seed_n2n, seed_torch_from, torch_mirror
 

@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-import n2n_core.functional.conv as conv_fn
-from n2n_core.functional.pad import pad, pad_zeros
+import n2n_core.nn.functional.conv as conv_fn
+from n2n_core.nn.functional.pad import pad, pad_zeros
 from n2n_core.infer import _pad_to
-from n2n_core.layers.pool import maxpool2d_forward, maxpool2d_vjp
+from n2n_core.nn.layers.pool import maxpool2d_forward, maxpool2d_vjp
 
 DTYPES = st.sampled_from([torch.float64, torch.float32])
 widths = st.integers(0, 4)

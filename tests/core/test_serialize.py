@@ -9,7 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import n2n_core
-import n2n_core.layers
+import n2n_core.nn.layers
 from n2n_core import Conv2d, LeakyReLU, Module, NearestUpsampling, ReLU, Sequential, TransposeConv2d
 
 
@@ -24,7 +24,7 @@ def test_save_load_roundtrip(tmp_path):
     x = torch.randn(1, 3, 9, 7)
     assert torch.equal(loaded(x), model(x))
     assert repr(loaded) == repr(model)
-    _, meta = n2n_core.serialize.load_with_metadata(path)
+    _, meta = n2n_core.nn.serialize.load_with_metadata(path)
     assert meta == {"note": "hi"}
 
 
@@ -63,7 +63,7 @@ def _nested_sequentials(depth: int) -> str:
 ])
 def test_invalid_or_too_deep_architecture_json_is_a_value_error_naming_the_file(tmp_path, architecture):
     path = _file_with_header(tmp_path / "deep.safetensors", architecture)
-    for read in (n2n_core.load, n2n_core.serialize.read_metadata):
+    for read in (n2n_core.load, n2n_core.nn.serialize.read_metadata):
         with pytest.raises(ValueError, match=re.escape(str(path))):
             read(path)
 
@@ -72,7 +72,7 @@ def test_invalid_or_too_deep_architecture_json_is_a_value_error_naming_the_file(
 def test_invalid_metadata_json_is_a_value_error_naming_the_file(tmp_path, metadata):
     path = _file_with_header(tmp_path / "meta.safetensors", json.dumps(ReLU().config()), metadata)
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*metadata"):
-        n2n_core.serialize.load_with_metadata(path)
+        n2n_core.nn.serialize.load_with_metadata(path)
 
 
 def test_architectures_nested_as_deep_as_allowed_still_load(tmp_path):
@@ -100,7 +100,7 @@ def test_broken_architectures_are_value_errors_naming_the_file(tmp_path, config)
 def test_private_module_types_are_not_loadable(tmp_path):
     assert "_ConvBase" not in Module.registry
     assert all(not name.startswith("_") for name in Module.registry)
-    assert set(n2n_core.layers.__all__) <= set(Module.registry)
+    assert set(n2n_core.nn.layers.__all__) <= set(Module.registry)
     config = {"type": "_ConvBase", "in_channels": 2, "out_channels": 2, "kernel_size": 1, "stride": 1,
               "padding": 0, "dilation": 1, "bias": True}
     with pytest.raises(ValueError, match="unknown module type '_ConvBase'"):

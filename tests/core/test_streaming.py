@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from n2n_core import models
-from n2n_core.layers import SelfEnsemble
+from n2n_core.nn.layers import SelfEnsemble
 from n2n_core.models import size_multiple
 from n2n_core.streaming import row_stream, state_per_column, streamable
 

@@ -26,8 +26,8 @@ import math
 import torch
 from torch import Tensor
 
-from .conv_phases import Epilogue, conv2d_phases, is_phase_buffer, phase_buffer
-from .pad import pad_zeros
+from n2n_core.nn.functional.conv_phases import Epilogue, conv2d_phases, is_phase_buffer, phase_buffer
+from n2n_core.nn.functional.pad import pad_zeros
 
 Pair = tuple[int, int]
 

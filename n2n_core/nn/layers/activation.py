@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..module import VJP, Module, Pointwise, empty_like_grad
+from n2n_core.nn.module import VJP, Module, Pointwise, empty_like_grad
 
 
 def _check(layer: Module, x: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
+from n2n_core.nn.module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
 
 #: the floating-point types a body may compute in, by the names that configs and settings use
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
+from n2n_core.nn.module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
 
 
 class Sequential(Module):

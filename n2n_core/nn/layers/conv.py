@@ -1,4 +1,4 @@
-"""Conv2d and TransposeConv2d: thin modules around ``n2n_core.functional.conv``."""
+"""Conv2d and TransposeConv2d: thin modules around ``n2n_core.nn.functional.conv``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ..checks import Pair, check_image_batch, positive_int, to_pair
-from ..functional.conv import (
+from n2n_core.nn.checks import Pair, check_image_batch, positive_int, to_pair
+from n2n_core.nn.functional.conv import (
     conv2d_forward,
     conv2d_output_size,
     conv2d_vjp,
@@ -17,9 +17,9 @@ from ..functional.conv import (
     conv_transpose2d_output_size,
     conv_transpose2d_vjp,
 )
-from ..functional.dependency import gather_mask, scatter_mask
-from ..init import bias_uniform, kaiming_uniform
-from ..module import VJP, Mask, Module, as_data, empty_like_grad
+from n2n_core.nn.functional.dependency import gather_mask, scatter_mask
+from n2n_core.nn.init import bias_uniform, kaiming_uniform
+from n2n_core.nn.module import VJP, Mask, Module, as_data, empty_like_grad
 
 
 class _ConvBase(Module):

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checks import Pair, check_image_batch, to_pair
-from ..functional.dependency import gather_mask
-from ..functional.pad import pad_zeros
-from ..module import VJP, Mask, Module, empty_like_grad
+from n2n_core.nn.checks import Pair, check_image_batch, to_pair
+from n2n_core.nn.functional.dependency import gather_mask
+from n2n_core.nn.functional.pad import pad_zeros
+from n2n_core.nn.module import VJP, Mask, Module, empty_like_grad
 
 
 def maxpool2d_forward(x: Tensor, kernel: Pair) -> tuple[Tensor, Tensor]:

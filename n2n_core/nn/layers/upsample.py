@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ..checks import Pair, check_image_batch, to_pair
-from ..module import VJP, Mask, Module, empty_like_grad
+from n2n_core.nn.checks import Pair, check_image_batch, to_pair
+from n2n_core.nn.module import VJP, Mask, Module, empty_like_grad
 
 
 def upsample_nearest_forward(x: Tensor, scale: Pair) -> Tensor:
