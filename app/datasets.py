@@ -29,9 +29,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from n2n_core import images
+from n2n_core.data import images
 from n2n_core.nn.atomic import atomic_write_text
-from n2n_core.data import IMAGE_SUFFIXES
+from n2n_core.data.datasets import IMAGE_SUFFIXES
 
 from .messages import scrub_paths
 

@@ -23,9 +23,9 @@ from typing import Any, BinaryIO
 
 from fastapi import HTTPException
 
-from n2n_core.images import Picture
+from n2n_core.data.images import Picture
 from n2n_core.infer import Cancelled, picture_steps
-from n2n_core.noise_level import estimate_sigma
+from n2n_core.data.noise_level import estimate_sigma
 from n2n_core.precision import model_precision
 from n2n_core.runtime import set_threads
 
@@ -75,7 +75,7 @@ class DenoiseResult:
     model_id: str
     width: int
     height: int
-    noise_sigma: float  # estimated noise of the input, 0..255 scale (n2n_core.noise_level)
+    noise_sigma: float  # estimated noise of the input, 0..255 scale (n2n_core.data.noise_level)
     precision: str = "float32"  # the type the network's products ran in (n2n_core.precision)
 
 

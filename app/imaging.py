@@ -8,8 +8,8 @@ from typing import BinaryIO
 
 from fastapi import HTTPException
 
-from n2n_core import images
-from n2n_core.images import ImageError, ImageTooLarge, MultiFrameImage, Picture, UnsupportedImage
+from n2n_core.data import images
+from n2n_core.data.images import ImageError, ImageTooLarge, MultiFrameImage, Picture, UnsupportedImage
 
 from .uploads import read_all, size_of
 
@@ -48,7 +48,7 @@ def check_header(data: bytes | BinaryIO, max_pixels: int,
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """How a result is written, besides its format (``n2n_core.images.encode``): JPEG/WebP ``quality``
+    """How a result is written, besides its format (``n2n_core.data.images.encode``): JPEG/WebP ``quality``
     (1..100; None: a JPEG written from a JPEG keeps the input's estimated quality, else 95), sample
     depth ``bits`` (8, 16, or None for the input's where the format holds it) and
     ``strip_metadata`` (leave the EXIF out; the ICC profile stays)."""
@@ -87,7 +87,7 @@ def check_output_size(fmt: str, width: int, height: int) -> None:
 def output_format(requested: str | None, input_format: str, bits: int | None = None) -> str:
     """The format of the answer: the one asked for; for ``auto`` (or None), the input's default: its own
     format (JPEG in, JPEG out; TIFF, PNG, HEIC, AVIF, WebP likewise), a 16-bit ``tiff`` for a camera RAW,
-    ``png`` for a BMP (``n2n_core.images.default_output_format``); ``png`` when ``bits=16`` asks for more than
+    ``png`` for a BMP (``n2n_core.data.images.default_output_format``); ``png`` when ``bits=16`` asks for more than
     the input's own format holds (a JPEG, WebP, HEIC or AVIF)."""
     if requested is None or requested == "auto":
         fmt = images.default_output_format(input_format)
@@ -101,7 +101,7 @@ MAX_NAME = 100  # characters of the uploaded file's stem kept in the download's 
 
 def download_name(upload_name: str | None, fmt: str) -> str:
     """The name a result is downloaded as: the uploaded file's, denoised (``IMG_1000.jpg`` ->
-    ``IMG_1000-denoised.jpg``; ``n2n_core.images.output_name``), without its folders and with only letters,
+    ``IMG_1000-denoised.jpg``; ``n2n_core.data.images.output_name``), without its folders and with only letters,
     digits, ``.``, ``_`` and ``-`` (others become ``_``); ``denoised.<fmt>`` without a usable name."""
     base = re.split(r"[/\\]", upload_name or "")[-1]
     stem, dot, ext = base.rpartition(".") if "." in base.lstrip(".") else (base, "", "")

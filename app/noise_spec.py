@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from n2n_core.noise import noise_to_dict, parse_noise
+from n2n_core.data.noise import noise_to_dict, parse_noise
 
 SPEC_MAX = 200  # characters of a spec string
 SPEC_HELP = ("gaussian:SIGMA | gaussian:LO-HI | poisson:LAM | poisson-gaussian:GAIN,READ | impulse:P | "

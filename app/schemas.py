@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from n2n_core.models import ARCHITECTURES, DEFAULT_ARCH, build, size_multiple
-from n2n_core.noise import parse_jpeg_inputs
+from n2n_core.data.noise import parse_jpeg_inputs
 from n2n_core.train import TrainConfig
 
 from .jobs.eta import eta_seconds

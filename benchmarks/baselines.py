@@ -1,7 +1,7 @@
 """Classical baselines on the benchmark's noisy images: PSNR and seconds per image.
 
 Every method sees the same 8-bit noisy PNG-equivalent images that ``n2n eval`` uses
-(``n2n_core.data.synthetic_val``: clean + N(0, sigma), rounded and clipped, seed = image index).
+(``n2n_core.data.datasets.synthetic_val``: clean + N(0, sigma), rounded and clipped, seed = image index).
 Results are cached per image in benchmarks/results/baselines_<set>_sigma<S>.json, so the slow
 BM3D run (about 40 s per image here) is done once and resumed if interrupted.
 
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, benchmark_images, machine  # noqa: E402
 from n2n_core.nn.atomic import atomic_write_text  # noqa: E402
-from n2n_core.data import synthetic_val  # noqa: E402
+from n2n_core.data.datasets import synthetic_val  # noqa: E402
 from n2n_core.metrics import psnr  # noqa: E402
-from n2n_core.noise import Gaussian  # noqa: E402
+from n2n_core.data.noise import Gaussian  # noqa: E402
 
 
 def run_method(name: str, noisy: np.ndarray, sigma: float) -> np.ndarray:

@@ -32,7 +32,7 @@ def machine() -> dict:
 def benchmark_images(data: str, limit: int | None = None) -> tuple[list[Path], list]:
     """(file names, RGB uint8 arrays) of a folder of clean photographs, or of ``skimage``: scikit-image's
     photographs, held out for every model trained on CBSD432."""
-    from n2n_core.data import BUILTIN_TRAIN, BUILTIN_VAL, builtin_images, list_images, load_rgb8
+    from n2n_core.data.datasets import BUILTIN_TRAIN, BUILTIN_VAL, builtin_images, list_images, load_rgb8
 
     if data == "skimage":
         names = (BUILTIN_TRAIN + BUILTIN_VAL)[:limit]

@@ -1,6 +1,6 @@
 """Evaluate shipped models on a benchmark set and record the figures in results/ and the model cards.
 
-Same noisy images as every other row of the tables: ``n2n_core.data.synthetic_val`` (8-bit
+Same noisy images as every other row of the tables: ``n2n_core.data.datasets.synthetic_val`` (8-bit
 protocol: clean + N(0, sigma), rounded, clipped; seed = image index), or the float protocol with
 --float (no rounding or clipping; for comparison with published tables).
 
@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import benchmark_images, machine, save_results  # noqa: E402
 from n2n_core.card import add_metric  # noqa: E402
 from n2n_core.evaluate import evaluate  # noqa: E402
-from n2n_core.data import synthetic_val, to_tensor  # noqa: E402
+from n2n_core.data.datasets import synthetic_val, to_tensor  # noqa: E402
 from n2n_core.infer import denoise  # noqa: E402
-from n2n_core.noise import parse_noise  # noqa: E402
+from n2n_core.data.noise import parse_noise  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 
 

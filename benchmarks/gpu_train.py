@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from n2n_core.data import open_dataset  # noqa: E402
-from n2n_core.noise import parse_jpeg_inputs, parse_noise  # noqa: E402
+from n2n_core.data.datasets import open_dataset  # noqa: E402
+from n2n_core.data.noise import parse_jpeg_inputs, parse_noise  # noqa: E402
 from n2n_core.train import Trainer, TrainConfig  # noqa: E402
 
 

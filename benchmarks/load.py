@@ -90,7 +90,7 @@ def inprocess(data: bytes, n: int) -> dict:
     denoise of decoded pixels, and decode -> denoise -> encode."""
     import torch
 
-    from n2n_core import images
+    from n2n_core.data import images
     from n2n_core.infer import denoise_picture
     from n2n_core.weights import load
     from n2n_core.weights import resolve

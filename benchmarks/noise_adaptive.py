@@ -34,7 +34,7 @@ def wrap(name: str, threshold: float, passes: int) -> Path:
     card = json.loads(card_path.read_text())
     base = str(card["architecture"]).split(" noise-adaptive")[0]
     card["architecture"] = f"{base} noise-adaptive (x{passes} above sigma {threshold:g})"
-    card["inference"] = (f"noise-adaptive: the photo's noise is estimated (n2n_core.noise_level, 0..255 scale); above "
+    card["inference"] = (f"noise-adaptive: the photo's noise is estimated (n2n_core.data.noise_level, 0..255 scale); above "
                          f"{threshold:g} the network runs {passes} times, each pass on the whole output of the one "
                          f"before, else once. Chosen on the scikit-image photographs (sigma 15: one pass is 0.14 dB "
                          f"better; sigma 50: two passes 0.37 dB better, 75: 0.68, 100: 0.84)")

@@ -70,8 +70,8 @@ def _timed_training(ctx: DistContext, arch: str, batch_size: int, patch_size: in
     seconds of the step's collective alone (``reduce_step`` on the model's gradients, 20 times)."""
     import tempfile
 
-    from n2n_core.data import BUILTIN_TRAIN, CleanImages, Dataset, builtin_images
-    from n2n_core.noise import Gaussian
+    from n2n_core.data.datasets import BUILTIN_TRAIN, CleanImages, Dataset, builtin_images
+    from n2n_core.data.noise import Gaussian
     from n2n_core.train import TrainConfig, Trainer
 
     torch.set_num_threads(1)

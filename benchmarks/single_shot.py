@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from n2n_core.data import list_images, load_rgb8, to_tensor  # noqa: E402
-from n2n_core.noise import parse_noise, quantize8  # noqa: E402
+from n2n_core.data.datasets import list_images, load_rgb8, to_tensor  # noqa: E402
+from n2n_core.data.noise import parse_noise, quantize8  # noqa: E402
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "CBSD432"
 

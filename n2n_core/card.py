@@ -65,7 +65,7 @@ def write_card(weights: Path, trainer: Any, name: str | None = None) -> Path:
 
 def is_pairs(source: Any) -> bool:
     """Whether a training source is noisy pairs (A/B, or a course file), to which no noise model applies."""
-    from n2n_core.data import NoisyPairs
+    from n2n_core.data.datasets import NoisyPairs
 
     return isinstance(source, NoisyPairs)
 

@@ -166,8 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | None:
     """Train as rank ``ctx.rank``; rank 0 shows progress, writes the card and returns the summary."""
     from n2n_core.card import write_card
-    from n2n_core.data import NoisyPairs, open_dataset
-    from n2n_core.noise import parse_jpeg_inputs, parse_noise
+    from n2n_core.data.datasets import NoisyPairs, open_dataset
+    from n2n_core.data.noise import parse_jpeg_inputs, parse_noise
     from n2n_core.train import Trainer
 
     cfg = _train_config(args)
@@ -190,7 +190,7 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
         trainer.run(resume=args.resume)
         return None
     procs = f" in {ctx.world_size} processes" if ctx.active else ""
-    if data.val_against is not None:  # held out of noisy data (n2n_core.data): no clean image to compare with
+    if data.val_against is not None:  # held out of noisy data (n2n_core.data.datasets): no clean image to compare with
         what = "pairs" if isinstance(data.train, NoisyPairs) else "photos"
         held = (f"{len(data.val)} held-out {what} for validation (PSNR of the output against {data.val_against})"
                 if data.val else "no validation (under 5 photos or pairs: none held out)")
@@ -214,9 +214,9 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from n2n_core.data import open_validation
+    from n2n_core.data.datasets import open_validation
     from n2n_core.evaluate import evaluate
-    from n2n_core.noise import parse_noise
+    from n2n_core.data.noise import parse_noise
 
     model, _, path = _load_model(args.weights, args.device)
     pairs = open_validation(args.data, parse_noise(args.noise), seed=args.seed, limit=args.limit)
@@ -239,8 +239,8 @@ def denoise_inputs(specs: list[str]) -> list[Path]:
     """Files, folders (their images, sorted) and glob patterns -> the photo files, in order, each once."""
     import glob
 
-    from n2n_core.data import list_images
-    from n2n_core.images import PHOTO_SUFFIXES
+    from n2n_core.data.datasets import list_images
+    from n2n_core.data.images import PHOTO_SUFFIXES
 
     out: list[Path] = []
     for spec in specs:
@@ -266,7 +266,7 @@ def _denoise_models(weights: str | None, device: str) -> Callable[[str], Any]:
     """model_for(input format): the model ``--weights`` names for every photo; without it, the shipped
     default, and for a camera RAW the camera-noise model (``blind``, when shipped). Each is loaded once,
     when a photo first needs it."""
-    from n2n_core.raw import CAMERA_NOISE_MODEL, FORMATS
+    from n2n_core.data.raw import CAMERA_NOISE_MODEL, FORMATS
     from n2n_core.weights import shipped
 
     loaded: dict[str | None, Any] = {}
@@ -285,17 +285,17 @@ def _denoise_models(weights: str | None, device: str) -> Callable[[str], Any]:
 def cmd_denoise(args: argparse.Namespace) -> int:
     """Photos one at a time (memory bounded by the largest, not by their number). Every header is read
     first; a photo that cannot be read or denoised is reported by name and skipped, the others are
-    written, and the exit code is 1 when any failed. A camera RAW is developed (``n2n_core.raw``), denoised
+    written, and the exit code is 1 when any failed. A camera RAW is developed (``n2n_core.data.raw``), denoised
     by the camera-noise model unless ``--weights`` names one, and written as a 16-bit TIFF unless
     ``--format`` names another format."""
     import time
     import warnings
 
-    from n2n_core import images
+    from n2n_core.data import images
     from n2n_core.infer import check_strength, picture_steps, run_steps
-    from n2n_core.noise_level import estimate_sigma
+    from n2n_core.data.noise_level import estimate_sigma
     from n2n_core.precision import device_of, model_precision, resolve_precision
-    from n2n_core.raw import quiet_libraw
+    from n2n_core.data.raw import quiet_libraw
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
     check_strength(args.strength)

@@ -15,7 +15,7 @@ height and width (dim_params ``batch``, ``height``, ``width``). Two forms:
     network (whole_image=False)  ``model(x)`` alone: H and W must be multiples of m; nothing is
                            clamped.
 
-``NoiseAdaptive`` (the ``blind`` model) exports exactly: its noise estimate (``n2n_core.noise_level``:
+``NoiseAdaptive`` (the ``blind`` model) exports exactly: its noise estimate (``n2n_core.data.noise_level``:
 the median absolute diagonal Haar detail / 0.6745 per channel, averaged over the channels, at the pixel
 scale and after a 2x pixel-shuffle, the larger kept) is built from Slice, Concat, TopK (the lower median,
 as torch's), ReduceSum and Max, and an ``If`` node runs the further
@@ -44,7 +44,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from n2n_core import noise_level
+from n2n_core.data import noise_level
 from n2n_core.nn.atomic import atomic_write_bytes
 from n2n_core.nn.layers import Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual, SelfEnsemble, Sequential, Sigmoid, TransposeConv2d
 from n2n_core.inference.noise_adaptive import NoiseAdaptive
@@ -344,7 +344,7 @@ def _vector(g: GraphBuilder, scalars: list[str], path: str) -> str:
 
 
 def noise_sigma(g: GraphBuilder, x: str, path: str = "") -> str:
-    """sigma of each image of x (N, C, H, W): (N,) float64, ``n2n_core.noise_level.estimate_sigma`` of each.
+    """sigma of each image of x (N, C, H, W): (N,) float64, ``n2n_core.data.noise_level.estimate_sigma`` of each.
 
     At each scale s of ``noise_level.SCALES``: the pixel-shuffle sub-images x[..., dy::s, dx::s] (Slice with
     steps s, dy then dx increasing), of each HH = (a - b - c + d) / 2 over each 2x2 block of its even part

@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from torch import Tensor
 
 from n2n_core.nn.functional.pad import pad
-from n2n_core.images import Picture, from_rgb, to_rgb
+from n2n_core.data.images import Picture, from_rgb, to_rgb
 from n2n_core.inference.noise_adaptive import NoiseAdaptive
 from n2n_core.models import size_multiple
 from n2n_core.precision import at_precision, compute_dtype, resolve_precision

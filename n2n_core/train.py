@@ -29,14 +29,14 @@ from torch import Tensor
 
 from n2n_core import distributed
 from n2n_core.nn.atomic import atomic_write, atomic_write_text
-from n2n_core.data import BatchLoader, Dataset
+from n2n_core.data.datasets import BatchLoader, Dataset
 from n2n_core.distributed import DistContext
 from n2n_core.infer import denoise
 from n2n_core.methods import StepContext, TrainingMethod, make_method
 from n2n_core.metrics import psnr
 from n2n_core.models import DEFAULT_ARCH, arch_of, build, size_multiple
 from n2n_core.nn.module import Module
-from n2n_core.noise import parse_jpeg_inputs
+from n2n_core.data.noise import parse_jpeg_inputs
 from n2n_core.nn.optim import SGD, Adam, Optimizer
 from n2n_core.nn.serialize import save, separate_cpu_tensors
 from n2n_core.weights import load

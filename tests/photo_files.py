@@ -10,7 +10,7 @@ import pillow_heif
 import tifffile
 from PIL import Image, ImageCms
 
-from n2n_core import metadata
+from n2n_core.data import metadata
 
 MAKE, MODEL, ORIENTATION, DATE_ORIGINAL, EXPOSURE_TIME = 0x010F, 0x0110, 0x0112, 0x9003, 0x829A
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825

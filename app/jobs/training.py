@@ -194,8 +194,8 @@ def _train_and_settle(run: _Run, device: str) -> None:
 
 def _config_and_data(p: dict[str, Any], data_dir: Path, device: str) -> tuple[TrainConfig, Any]:
     """The trainer's configuration from the job's params, and the dataset it trains on."""
-    from n2n_core.data import open_dataset
-    from n2n_core.noise import noise_from_dict, parse_jpeg_inputs
+    from n2n_core.data.datasets import open_dataset
+    from n2n_core.data.noise import noise_from_dict, parse_jpeg_inputs
     from n2n_core.train import TrainConfig
 
     # A job on noisy pairs, or on uploaded single noisy photos, has no noise (None); older jobs recorded the

@@ -10,7 +10,8 @@ from typing import Annotated, BinaryIO, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from n2n_core import raw, weights
+from n2n_core import weights
+from n2n_core.data import raw
 
 from ..config import Settings
 from ..deps import MetricsDep, QueueDep, SettingsDep

@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from n2n_core.images import FORMATS, RAW_FORMATS
-from n2n_core.raw import GENERIC
+from n2n_core.data.images import FORMATS, RAW_FORMATS
+from n2n_core.data.raw import GENERIC
 
 from ..deps import SettingsDep
 from .denoise import OutputFormatName

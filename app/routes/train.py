@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 
 from n2n_core.distributed import check_nproc, device_type_of
 from n2n_core.models import DEFAULT_ARCH
-from n2n_core.noise import noise_from_dict
+from n2n_core.data.noise import noise_from_dict
 from n2n_core.nn.serialize import read_metadata
 from n2n_core.train import arch_of_weights
 from n2n_core.train_memory import machine_memory, training_memory

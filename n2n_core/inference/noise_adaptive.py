@@ -9,13 +9,13 @@ import torch
 from torch import Tensor
 
 from n2n_core.nn.module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
-from n2n_core.noise_level import estimate_sigma
+from n2n_core.data.noise_level import estimate_sigma
 
 
 class NoiseAdaptive(Module):
     """y = body^k(x), k = ``passes`` when the estimated noise of x exceeds ``threshold``, else 1.
 
-    The estimate is ``n2n_core.noise_level.estimate_sigma`` of each whole image (0..255 scale). A blind
+    The estimate is ``n2n_core.data.noise_level.estimate_sigma`` of each whole image (0..255 scale). A blind
     denoiser trained on a range of noise levels leaves part of strong noise in its output; a second
     pass over that output removes it (the ``blind`` model: +0.4 dB at sigma 50, +0.8 dB at sigma 100 on
     the scikit-image photos), while on light noise it would only smooth detail (-0.14 dB at sigma 15).

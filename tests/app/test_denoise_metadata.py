@@ -131,7 +131,7 @@ def test_tiff_has_no_largest_side():
 
 
 def test_the_answer_keeps_the_photographers_format_and_quality_by_default(client):
-    from n2n_core import images
+    from n2n_core.data import images
 
     jpeg80 = png_bytes(rgb(40, 56), "JPEG", quality=80)
     r = client.post("/denoise", content=jpeg80, headers=JPEG)

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import create_app
-from n2n_core import raw
+from n2n_core.data import raw
 
 from ..photo_files import MAKE, MODEL, ORIENTATION, SRGB, camera_exif, dng, frames, heic
 from ..helpers import make_settings, png_bytes, poll_until, rgb

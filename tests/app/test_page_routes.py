@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from n2n_core import images
+from n2n_core.data import images
 
 from ..helpers import make_settings, png_bytes, rgb
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from n2n_core.noise import noise_from_dict, parse_noise
+from n2n_core.data.noise import noise_from_dict, parse_noise
 
 from ..helpers import AUTH, make_settings, wait_for
 

@@ -8,7 +8,7 @@ from n2n_core.infer import _run, denoise
 from n2n_core.nn.layers import Conv2d, Sequential, Sigmoid
 from n2n_core.inference.noise_adaptive import NoiseAdaptive
 from n2n_core.nn.module import Module
-from n2n_core.noise_level import estimate_sigma
+from n2n_core.data.noise_level import estimate_sigma
 
 
 def images():

@@ -5,8 +5,8 @@ import json
 import math
 
 from n2n_core.card import VALIDATION_BEST, VALIDATION_FINAL, add_metric, validation_metrics, write_card
-from n2n_core.data import CleanImages, Dataset, NoisyPairs, synthetic_val
-from n2n_core.noise import PoissonGaussian
+from n2n_core.data.datasets import CleanImages, Dataset, NoisyPairs, synthetic_val
+from n2n_core.data.noise import PoissonGaussian
 from n2n_core.train import TrainConfig, Trainer
 
 from .test_noise_data import _images

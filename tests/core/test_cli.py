@@ -140,7 +140,7 @@ def test_the_package_exports_load_lazily_and_all_resolve():
         n2n_core.no_such_name  # noqa: B018
 
 def test_denoise_reads_photos_one_at_a_time_and_skips_a_bad_one_by_name(tmp_path, tiny, capsys, monkeypatch):
-    from n2n_core import images
+    from n2n_core.data import images
 
     inputs = _write_inputs(tmp_path / "in")
     reads, live = [], []
@@ -384,7 +384,7 @@ def test_export_bad_input_is_one_line_and_exit_1(tmp_path, tiny, capsys):
 
 
 def test_a_jpeg_stays_a_jpeg_at_its_quality_and_suffix_and_skip_existing_let_a_rerun_go_on(tmp_path, tiny, capsys):
-    from n2n_core import images
+    from n2n_core.data import images
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -7,7 +7,8 @@ import tifffile
 from PIL import Image
 
 import n2n_core
-from n2n_core import cli, models, raw
+from n2n_core import cli, models
+from n2n_core.data import raw
 from n2n_core.cli import main
 
 from ..photo_files import MAKE, camera_exif, dng, frames, heic

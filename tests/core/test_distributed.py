@@ -21,10 +21,10 @@ from safetensors.torch import load_file
 from n2n_core import distributed
 from n2n_core.runtime import cores
 from n2n_core.cli import main
-from n2n_core.data import CleanImages, Dataset
+from n2n_core.data.datasets import CleanImages, Dataset
 from n2n_core.distributed import DistContext
 from n2n_core.models import build
-from n2n_core.noise import Gaussian
+from n2n_core.data.noise import Gaussian
 from n2n_core.nn.serialize import read_metadata
 from n2n_core.train import TrainConfig, Trainer
 

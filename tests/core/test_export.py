@@ -12,7 +12,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from n2n_core import export, models, noise_level
+from n2n_core import export, models
+from n2n_core.data import noise_level
 from n2n_core.nn import layers
 from n2n_core.nn import serialize
 from n2n_core.infer import denoise

@@ -1,4 +1,4 @@
-"""n2n_core.images: every mode x bit depth the decoders allow survives decode -> encode unchanged."""
+"""n2n_core.data.images: every mode x bit depth the decoders allow survives decode -> encode unchanged."""
 
 import io
 import struct
@@ -11,7 +11,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from n2n_core import images
+from n2n_core.data import images
 
 MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 

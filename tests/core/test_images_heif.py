@@ -1,4 +1,4 @@
-"""n2n_core.images with HEIC/HEIF (pillow-heif) and AVIF (Pillow): iPhone-style photos in and out, 8 and 10
+"""n2n_core.data.images with HEIC/HEIF (pillow-heif) and AVIF (Pillow): iPhone-style photos in and out, 8 and 10
 bits, EXIF, ICC and orientation kept as for JPEG; and files of several frames refused with their count."""
 
 import io
@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from n2n_core import images
+from n2n_core.data import images
 
 from ..photo_files import DATE_ORIGINAL, EXIF_IFD, GPS, GPS_IFD, MAKE, MODEL, ORIENTATION, SRGB, camera_exif, frames
 from ..photo_files import heic

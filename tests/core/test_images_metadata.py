@@ -1,4 +1,4 @@
-"""n2n_core.images + n2n_core.metadata: EXIF and ICC survive decode -> encode; quality, bits, strip."""
+"""n2n_core.data.images + n2n_core.data.metadata: EXIF and ICC survive decode -> encode; quality, bits, strip."""
 
 import io
 
@@ -9,7 +9,8 @@ import tifffile
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-from n2n_core import images, metadata
+from n2n_core.data import images
+from n2n_core.data import metadata
 
 MAKE, MODEL, ORIENTATION, DATE_ORIGINAL = 0x010F, 0x0110, 0x0112, 0x9003
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from n2n_core import images, models
+from n2n_core import models
+from n2n_core.data import images
 from n2n_core.infer import Cancelled, denoise, denoise_picture, plan_tiles
 from n2n_core.models import size_multiple
 

@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from n2n_core.cli import METHOD_CHOICES, main
-from n2n_core.data import NoisyPhotos, neighbour_val, open_dataset
+from n2n_core.data.datasets import NoisyPhotos, neighbour_val, open_dataset
 from n2n_core.nn.functional.neighbor import neighbour_indices, subsample, subsample_vjp
 from n2n_core.nn.loss import Neighbor2NeighborLoss
 from n2n_core.methods import METHODS, Neighbor2Neighbor, StepContext, make_method
 from n2n_core.models import build
-from n2n_core.noise import Gaussian
+from n2n_core.data.noise import Gaussian
 from n2n_core.train import TrainConfig, Trainer
 
 from .mirror import torch_mirror

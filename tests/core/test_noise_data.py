@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from n2n_core.data import BatchLoader, CleanImages, NoisyPairs, open_dataset, open_validation
-from n2n_core.noise import (
+from n2n_core.data.datasets import BatchLoader, CleanImages, NoisyPairs, open_dataset, open_validation
+from n2n_core.data.noise import (
     Bernoulli,
     Gaussian,
     Impulse,
@@ -148,7 +148,7 @@ def _folder(tmp_path, sizes, name="imgs"):
 
 
 def test_images_beyond_the_memory_budget_are_memory_mapped_with_the_same_pixels_and_batches(tmp_path):
-    from n2n_core.data import list_images, load_images, load_rgb8
+    from n2n_core.data.datasets import list_images, load_images, load_rgb8
 
     files = list_images(_folder(tmp_path, [(40, 50), (60, 45), (33, 70)]))
     in_ram = [load_rgb8(f) for f in files]
@@ -165,7 +165,7 @@ def test_images_beyond_the_memory_budget_are_memory_mapped_with_the_same_pixels_
 
 
 def test_open_dataset_spills_large_folders_and_crops_validation_images(tmp_path, monkeypatch):
-    from n2n_core import data
+    from n2n_core.data import datasets as data
 
     folder = _folder(tmp_path, [(64, 80)] * 5 + [(30, 40)])
     reference = open_dataset(str(folder), Gaussian(15))

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from n2n_core.data import builtin_images, to_tensor
-from n2n_core.noise import jpeg_compress
-from n2n_core.noise_level import diagonal_details, estimate_sigma, shuffled_details, sigma_at_scale
+from n2n_core.data.datasets import builtin_images, to_tensor
+from n2n_core.data.noise import jpeg_compress
+from n2n_core.data.noise_level import diagonal_details, estimate_sigma, shuffled_details, sigma_at_scale
 
 
 def test_diagonal_details_of_white_noise_keep_its_standard_deviation():

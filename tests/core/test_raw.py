@@ -1,4 +1,4 @@
-"""n2n_core.raw and camera RAW through n2n_core.images: DNGs written here (tifffile, with the DNG tags) that
+"""n2n_core.data.raw and camera RAW through n2n_core.data.images: DNGs written here (tifffile, with the DNG tags) that
 LibRaw reads; recognising RAWs before Pillow sees their preview; sizes before demosaicing; the camera's white
 balance, the sRGB curve, orientation and EXIF; refusals that name the format."""
 
@@ -11,7 +11,8 @@ import rawpy
 import torch
 from PIL import Image
 
-from n2n_core import images, raw
+from n2n_core.data import images
+from n2n_core.data import raw
 
 from ..photo_files import (
     DATE_ORIGINAL,

@@ -153,7 +153,8 @@ def test_load_takes_a_shipped_models_name_as_the_cli_does(tmp_path, monkeypatch)
 def test_the_three_line_python_use_of_the_readme_keeps_a_jpeg_a_jpeg(tmp_path, monkeypatch):
     from PIL import Image
 
-    from n2n_core import images, weights
+    from n2n_core import weights
+    from n2n_core.data import images
 
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     n2n_core.save(Sequential(Conv2d(3, 3, 3, padding=1)), tmp_path / "default.safetensors")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from n2n_core import load
-from n2n_core.data import CleanImages, Dataset, synthetic_val
-from n2n_core.noise import Gaussian
+from n2n_core.data.datasets import CleanImages, Dataset, synthetic_val
+from n2n_core.data.noise import Gaussian
 from n2n_core.train import TrainConfig, Trainer, learning_rate
 
 from .test_noise_data import _images

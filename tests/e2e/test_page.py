@@ -15,7 +15,7 @@ def noisy_photo(tmp_path: Path) -> Path:
     rni = ROOT.parent / "shared" / "data" / "RNI15" / "Dog.png"
     if rni.exists():
         return rni
-    from n2n_core.data import builtin_images
+    from n2n_core.data.datasets import builtin_images
 
     clean = builtin_images(["chelsea"])[0].astype(np.float64)
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25, clean.shape), 0, 255).astype(np.uint8)

@@ -53,7 +53,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from n2n_core.image_errors import ImageError, ImageTooLarge, UnsupportedImage
+from n2n_core.data.image_errors import ImageError, ImageTooLarge, UnsupportedImage
 
 #: file extension -> format name, for the RAW formats LibRaw reads that cameras commonly write
 SUFFIXES = {".dng": "DNG", ".cr2": "CR2", ".cr3": "CR3", ".crw": "CRW", ".nef": "NEF", ".nrw": "NRW",

@@ -1,7 +1,7 @@
 """Why image bytes are refused: one exception type per answer a caller gives (HTTP status, CLI line).
 
 Every one is a ``ValueError``, so that code which only knows "bad input" (the CLI, the core's users) needs
-nothing more. ``n2n_core.images`` re-exports them; the service maps them to 400, 413, 415 and 422.
+nothing more. ``n2n_core.data.images`` re-exports them; the service maps them to 400, 413, 415 and 422.
 """
 
 from __future__ import annotations

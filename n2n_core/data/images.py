@@ -1,10 +1,10 @@
 """Image files <-> float pixels, keeping what users care about: size, mode, alpha and bit depth.
 
 ``decode`` reads PNG/JPEG/TIFF/WebP/BMP, HEIC/HEIF and AVIF bytes (EXIF orientation applied) and camera
-RAW files (``n2n_core.raw``: developed to 16-bit sRGB-encoded RGB) into a ``Picture``; ``encode`` writes
+RAW files (``n2n_core.data.raw``: developed to 16-bit sRGB-encoded RGB) into a ``Picture``; ``encode`` writes
 PNG, JPEG, WebP, TIFF, HEIC or AVIF. A file of several frames (animated PNG/WebP/GIF, multi-page TIFF) is
-refused with the number of frames (``n2n_core.frames``), never cut to its first. HEIC goes through
-pillow-heif (``n2n_core.heif``: 10 and 12-bit files are read as 16-bit, and a 16-bit picture is written as
+refused with the number of frames (``n2n_core.data.frames``), never cut to its first. HEIC goes through
+pillow-heif (``n2n_core.data.heif``: 10 and 12-bit files are read as 16-bit, and a 16-bit picture is written as
 a 10-bit HEIC), AVIF through Pillow itself (8 bits). 16-bit PNG/TIFF keep 16 bits (OpenCV decodes them;
 Pillow would drop to 8 bits for RGB). Grey stays grey, grey + alpha stays grey + alpha (also at 16 bits, which
 neither OpenCV nor Pillow can write: such PNGs are written here). Every TIFF is written with tifffile
@@ -13,7 +13,7 @@ channel is carried through untouched. ``encode(..., bits=16)`` asks for 16 bits 
 
 The photo's EXIF block (camera, lens, exposure, dates, GPS, ...; Orientation reset to 1 since the pixels
 are turned upright) and its ICC colour profile are kept on the ``Picture`` and written back to PNG, JPEG,
-WebP, TIFF, HEIC and AVIF (``n2n_core.metadata``). ``encode(..., strip_metadata=True)`` leaves the EXIF out, GPS
+WebP, TIFF, HEIC and AVIF (``n2n_core.data.metadata``). ``encode(..., strip_metadata=True)`` leaves the EXIF out, GPS
 included, but keeps the ICC profile: it holds no private data, and without it the colours would change.
 """
 
@@ -31,8 +31,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from n2n_core import frames, heif, metadata, raw
-from n2n_core.image_errors import ImageError, ImageTooLarge, MultiFrameImage, UnsupportedImage  # noqa: F401 - re-exported
+from n2n_core.data import frames
+from n2n_core.data import heif
+from n2n_core.data import metadata
+from n2n_core.data import raw
+from n2n_core.data.image_errors import ImageError, ImageTooLarge, MultiFrameImage, UnsupportedImage  # noqa: F401 - re-exported
 
 FORMATS = {"PNG", "JPEG", "TIFF", "WEBP", "BMP", "HEIF", "AVIF"}  # read by Pillow (HEIF: its pillow-heif opener)
 RAW_FORMATS = raw.FORMATS  # camera RAW, read by LibRaw
@@ -118,7 +121,7 @@ class Picture:
     """pixels: float32 (C, H, W) in [0, 1], C = 1 (grey) or 3 (RGB); alpha: (H, W) in the file's dtype.
 
     exif: the EXIF block as a TIFF structure (the body of a PNG eXIf chunk), fitted to the upright pixels;
-    icc_profile: the ICC profile's bytes; None when the file had none (``n2n_core.metadata``);
+    icc_profile: the ICC profile's bytes; None when the file had none (``n2n_core.data.metadata``);
     quality: a JPEG's quality as estimated from its quantisation tables, None for other formats."""
 
     pixels: Tensor
@@ -351,7 +354,7 @@ def decode(data: bytes, name: str | None = None) -> Picture:
 
 
 def _decode_raw(data: bytes, fmt: str) -> Picture:
-    """A camera RAW developed by LibRaw (``n2n_core.raw``), linear 16-bit, then sRGB-encoded in floats:
+    """A camera RAW developed by LibRaw (``n2n_core.data.raw``), linear 16-bit, then sRGB-encoded in floats:
     16 bits, the camera's EXIF, an sRGB ICC profile."""
     developed = raw.develop(data, fmt)
     exif = developed.exif

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 from n2n_core.nn.functional.neighbor import neighbour_indices, subsample
-from n2n_core.noise import Gaussian, JpegInputs, NoiseModel, jpeg_compress, quantize8
+from n2n_core.data.noise import Gaussian, JpegInputs, NoiseModel, jpeg_compress, quantize8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 BUILTIN_TRAIN = ["astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left",

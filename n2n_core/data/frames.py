@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from n2n_core.image_errors import MultiFrameImage
+from n2n_core.data.image_errors import MultiFrameImage
 
 #: formats whose files may hold several frames, with what users call such a file
 SEQUENCES = {"PNG": "an animated PNG", "GIF": "an animated GIF", "WEBP": "an animated WebP",
