@@ -16,24 +16,24 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from n2n_core.precision import resolve_precision
-from n2n_core.runtime import cores, release_memory, serial_thread, split_threads, tune_allocator
-from n2n_core.train import resolve_device
+from n2n_core.inference.precision import resolve_precision
+from n2n_core.inference.runtime import cores, release_memory, serial_thread, split_threads, tune_allocator
+from n2n_core.training.train import resolve_device
 
-from .config import Settings, old_default_data_dir_note
-from .denoise_jobs import DenoiseJobs
-from .denoiser import DenoiseQueue
-from .errors import install as install_error_handlers
-from .jobs.scheduler import Scheduler
-from .limits import BodyLimit, MinUploadRate
-from .messages import scrub_paths, without_paths
-from .metrics import Metrics
-from .registry import ModelRegistry
-from .security_headers import SecurityHeaders
-from .routes import datasets, denoise, denoise_jobs, health, models, page, preview, train
-from .routes import docs as api_docs
-from .shutdown import stop_on_signals
-from .store import DatasetRows, JobStore, StoreConfigError, open_store
+from app.core.config import Settings, old_default_data_dir_note
+from app.jobs.denoise import DenoiseJobs
+from app.services.denoiser import DenoiseQueue
+from app.api.errors import install as install_error_handlers
+from app.jobs.scheduler import Scheduler
+from app.api.limits import BodyLimit, MinUploadRate
+from app.core.messages import scrub_paths, without_paths
+from app.core.metrics import Metrics
+from app.services.registry import ModelRegistry
+from app.api.security_headers import SecurityHeaders
+from app.api.routes import datasets, denoise, denoise_jobs, health, models, page, preview, train
+from app.api.routes import docs as api_docs
+from app.core.shutdown import stop_on_signals
+from app.store import DatasetRows, JobStore, StoreConfigError, open_store
 
 log = logging.getLogger("n2n")
 STATIC = Path(__file__).parent / "static"
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # torch works on several cores in the tile thread only; the event loop's thread and the pool
-        # that decodes, encodes and loads stay serial (see n2n_core.runtime.serial_thread)
+        # that decodes, encodes and loads stay serial (see n2n_core.inference.runtime.serial_thread)
         serial_io_thread()
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(thread_name_prefix="n2n-io", initializer=serial_io_thread))

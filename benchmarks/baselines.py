@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, benchmark_images, machine  # noqa: E402
 from n2n_core.nn.atomic import atomic_write_text  # noqa: E402
 from n2n_core.data.datasets import synthetic_val  # noqa: E402
-from n2n_core.metrics import psnr  # noqa: E402
+from n2n_core.training.metrics import psnr  # noqa: E402
 from n2n_core.data.noise import Gaussian  # noqa: E402
 
 

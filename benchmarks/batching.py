@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, save_results  # noqa: E402
-from n2n_core.infer import denoise  # noqa: E402
-from n2n_core.runtime import tune_allocator  # noqa: E402
+from n2n_core.inference.infer import denoise  # noqa: E402
+from n2n_core.inference.runtime import tune_allocator  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 

@@ -9,7 +9,7 @@
 2. Peak resident memory of the whole path for the 24 MP photo: ``n2n denoise big.png`` in a child
    process (decode, bands, encode), its VmHWM (goal: at most 1.5 GB).
 Everything runs at ``--precision`` (default float32, the figures recorded before precision existed; auto
-and bfloat16 as n2n_core.precision says). Writes benchmarks/results/big_photo.json (big_photo_bfloat16.json
+and bfloat16 as n2n_core.inference.precision says). Writes benchmarks/results/big_photo.json (big_photo_bfloat16.json
 and so on for another precision).
 """
 
@@ -31,12 +31,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, save_results  # noqa: E402
-from n2n_core.infer import DEFAULT_TILE_MEMORY, denoise, plan_bands  # noqa: E402
+from n2n_core.inference.infer import DEFAULT_TILE_MEMORY, denoise, plan_bands  # noqa: E402
 from n2n_core.models import size_multiple  # noqa: E402
-from n2n_core.precision import resolve_precision  # noqa: E402
-from n2n_core.receptive import receptive_radius  # noqa: E402
-from n2n_core.streaming import streamable  # noqa: E402
-from n2n_core.runtime import set_threads, tune_allocator  # noqa: E402
+from n2n_core.inference.precision import resolve_precision  # noqa: E402
+from n2n_core.analysis import receptive_radius  # noqa: E402
+from n2n_core.inference.streaming import streamable  # noqa: E402
+from n2n_core.inference.runtime import set_threads, tune_allocator  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 

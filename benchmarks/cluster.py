@@ -8,7 +8,7 @@ single foreground process (``master_process off``) under a working folder of its
 
 Every process started here dies with the process that started it: each is started through a small
 Python trampoline that asks the kernel for SIGKILL when its parent goes
-(``n2n_core.runtime.die_with_parent``), then ``exec``s the real program, which keeps that request.
+(``n2n_core.inference.runtime.die_with_parent``), then ``exec``s the real program, which keeps that request.
 
     with LocalCluster(workdir, database_url=url, replicas=2, workers=1) as cluster:
         client = cluster.client()          # https through nginx, trusting the cluster's self-signed certificate
@@ -37,7 +37,7 @@ SELF_SIGNED = ROOT / "deploy" / "nginx" / "self-signed.sh"
 HANG_GUARD = 600.0  # seconds to wait for a process to answer; only a hang takes this long
 
 # Set PR_SET_PDEATHSIG, then become the real program (the pid stays the same).
-_TRAMPOLINE = ("import os, sys; from n2n_core.runtime import die_with_parent; die_with_parent(int(sys.argv[1])); "
+_TRAMPOLINE = ("import os, sys; from n2n_core.inference.runtime import die_with_parent; die_with_parent(int(sys.argv[1])); "
                "os.execvp(sys.argv[2], sys.argv[2:])")
 _SERVER_LINE = re.compile(  # the upstream's server lines, from api-1's on
     r"^(?P<indent>[ \t]*)server api-1:8000(?P<params>[^;]*);\n(?:[ \t]*server api-\d+:8000[^;]*;\n)*", re.M)

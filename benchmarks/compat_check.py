@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine, save_results  # noqa: E402
 from n2n_core.compat import Model  # noqa: E402
 from n2n_core.data.datasets import builtin_images, list_images, load_rgb8  # noqa: E402
-from n2n_core.metrics import psnr  # noqa: E402
+from n2n_core.training.metrics import psnr  # noqa: E402
 
 
 def crops(images, n: int, size: int, gen: torch.Generator) -> torch.Tensor:

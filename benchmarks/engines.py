@@ -7,7 +7,7 @@ Engines (each skipped with its reason when its package is missing; `pip install 
                   and bfloat16 (``precision=``)
   torch.nn        the architecture rebuilt in torch.nn with the same weights (tests/core/mirror.py): float32
                   NCHW, float32 channels-last, bfloat16 autocast channels-last (U-Nets and the seed network)
-  ONNX Runtime    the network exported by ``n2n export --network-only`` (n2n_core.export), CPU provider,
+  ONNX Runtime    the network exported by ``n2n export --network-only`` (n2n_core.inference.export), CPU provider,
                   float32
   OpenVINO        the same ONNX file on its CPU plugin, float32 and bfloat16 (inference precision hint)
 
@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "core"))
 
 from benchmarks.common import interleaved, machine, median, save_results  # noqa: E402
-from n2n_core.infer import denoise  # noqa: E402
-from n2n_core.precision import at_precision, cpu_flags  # noqa: E402
+from n2n_core.inference.infer import denoise  # noqa: E402
+from n2n_core.inference.precision import at_precision, cpu_flags  # noqa: E402
 from n2n_core.weights import load_with_metadata  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 
@@ -118,7 +118,7 @@ def torch_engines(model) -> tuple[dict[str, Engine], str | None]:
 
 
 def onnx_engines(model, card: dict, threads: int, folder: Path) -> tuple[dict[str, Engine], list[str]]:
-    from n2n_core.export import export_onnx
+    from n2n_core.inference.export import export_onnx
 
     path = folder / "model.onnx"
     export_onnx(model, path, metadata=card, whole_image=False)  # the network alone, as model(x)

@@ -19,10 +19,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import benchmark_images, machine, save_results  # noqa: E402
-from n2n_core.card import add_metric  # noqa: E402
-from n2n_core.evaluate import evaluate  # noqa: E402
+from n2n_core.training.card import add_metric  # noqa: E402
+from n2n_core.training.evaluate import evaluate  # noqa: E402
 from n2n_core.data.datasets import synthetic_val, to_tensor  # noqa: E402
-from n2n_core.infer import denoise  # noqa: E402
+from n2n_core.inference.infer import denoise  # noqa: E402
 from n2n_core.data.noise import parse_noise  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import free_port, start_server, stop_server  # noqa: E402
-from n2n_core.infer import denoise  # noqa: E402
+from n2n_core.inference.infer import denoise  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import benchmark_images, machine, save_results  # noqa: E402
 from n2n_core.data.datasets import list_images, load_rgb8, to_tensor  # noqa: E402
-from n2n_core.evaluate import evaluate  # noqa: E402
+from n2n_core.training.evaluate import evaluate  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, save_results, sync  # noqa: E402
 from n2n_core import load  # noqa: E402
-from n2n_core.infer import denoise  # noqa: E402
+from n2n_core.inference.infer import denoise  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402
 
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from n2n_core.data.datasets import open_dataset  # noqa: E402
 from n2n_core.data.noise import parse_jpeg_inputs, parse_noise  # noqa: E402
-from n2n_core.train import Trainer, TrainConfig  # noqa: E402
+from n2n_core.training.train import Trainer, TrainConfig  # noqa: E402
 
 
 def seconds_per_step(cfg: TrainConfig, data, probe_steps: int) -> float:

@@ -91,7 +91,7 @@ def inprocess(data: bytes, n: int) -> dict:
     import torch
 
     from n2n_core.data import images
-    from n2n_core.infer import denoise_picture
+    from n2n_core.inference.infer import denoise_picture
     from n2n_core.weights import load
     from n2n_core.weights import resolve
 

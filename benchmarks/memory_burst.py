@@ -47,7 +47,7 @@ def start(data_dir: Path, port: int, env: dict[str, str]):
     import os
     import subprocess
 
-    from n2n_core.runtime import die_with_parent
+    from n2n_core.inference.runtime import die_with_parent
 
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
                              str(port), "--log-level", "warning"],

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import interleaved, machine, median, save_results  # noqa: E402
-from n2n_core.infer import denoise  # noqa: E402
+from n2n_core.inference.infer import denoise  # noqa: E402
 from n2n_core.models import build  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402

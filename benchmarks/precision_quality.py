@@ -19,9 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import benchmark_images, machine, save_results  # noqa: E402
-from n2n_core.card import add_metric  # noqa: E402
+from n2n_core.training.card import add_metric  # noqa: E402
 from n2n_core.data.datasets import synthetic_val  # noqa: E402
-from n2n_core.evaluate import evaluate  # noqa: E402
+from n2n_core.training.evaluate import evaluate  # noqa: E402
 from n2n_core.data.noise import parse_noise  # noqa: E402
 from n2n_core.weights import load  # noqa: E402
 from n2n_core.weights import resolve  # noqa: E402

@@ -40,8 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, save_results  # noqa: E402
-from n2n_core import distributed  # noqa: E402
-from n2n_core.distributed import DistContext  # noqa: E402
+from n2n_core.training import distributed  # noqa: E402
+from n2n_core.training.distributed import DistContext  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- figures
@@ -72,7 +72,7 @@ def _timed_training(ctx: DistContext, arch: str, batch_size: int, patch_size: in
 
     from n2n_core.data.datasets import BUILTIN_TRAIN, CleanImages, Dataset, builtin_images
     from n2n_core.data.noise import Gaussian
-    from n2n_core.train import TrainConfig, Trainer
+    from n2n_core.training.train import TrainConfig, Trainer
 
     torch.set_num_threads(1)
     cfg = TrainConfig(arch=arch, steps=warmup + steps, batch_size=batch_size, patch_size=patch_size,

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
 from benchmarks.common import machine, save_results  # noqa: E402
 from n2n_core import MSE, Adam  # noqa: E402
 from n2n_core.data.datasets import CleanImages, list_images, load_rgb8, synthetic_val  # noqa: E402
-from n2n_core.infer import denoise  # noqa: E402
-from n2n_core.metrics import psnr  # noqa: E402
+from n2n_core.inference.infer import denoise  # noqa: E402
+from n2n_core.training.metrics import psnr  # noqa: E402
 from n2n_core.models import build  # noqa: E402
 from n2n_core.data.noise import Gaussian  # noqa: E402
-from n2n_core.train import TrainConfig, learning_rate  # noqa: E402
+from n2n_core.training.train import TrainConfig, learning_rate  # noqa: E402
 from mirror import torch_mirror  # noqa: E402
 
 

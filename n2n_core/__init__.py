@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from n2n_core import _moved
 
-_moved.install(__name__)  # the flat module paths of 0.1 (n2n_core.infer, n2n_core.train, ...) keep working
+_moved.install(__name__)  # the flat module paths of 0.1 (n2n_core.inference.infer, n2n_core.training.train, ...) keep working
 
 # Exported names and the submodule each lives in. They are imported on first use (PEP 562), so that
 # `import n2n_core` (and the `n2n` command's --help) does not pay for torch, numpy and PIL.
@@ -18,11 +18,11 @@ _EXPORTS = {
     **dict.fromkeys(["Cast", "Concat", "Conv2d", "Identity", "LeakyReLU", "MaxPool2d", "NearestUpsampling",
                      "ReLU", "Residual", "SelfEnsemble", "Sequential", "Sigmoid", "TransposeConv2d"], "nn.layers"),
     "NoiseAdaptive": "inference.noise_adaptive",
-    "denoise": "infer",
-    "denoise_picture": "infer",
+    "denoise": "inference.infer",
+    "denoise_picture": "inference.infer",
     "MSE": "nn.loss",
-    "psnr": "metrics",
-    "ssim": "metrics",
+    "psnr": "training.metrics",
+    "ssim": "training.metrics",
     "Module": "nn.module",
     "SGD": "nn.optim",
     "Adam": "nn.optim",
@@ -32,11 +32,11 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports of before
-    from n2n_core.infer import denoise, denoise_picture
+    from n2n_core.inference.infer import denoise, denoise_picture
     from n2n_core.nn.layers import Cast, Concat, Conv2d, Identity, LeakyReLU, MaxPool2d, NearestUpsampling, ReLU, Residual, SelfEnsemble, Sequential, Sigmoid, TransposeConv2d
     from n2n_core.inference.noise_adaptive import NoiseAdaptive
     from n2n_core.nn.loss import MSE
-    from n2n_core.metrics import psnr, ssim
+    from n2n_core.training.metrics import psnr, ssim
     from n2n_core.nn.module import Module
     from n2n_core.nn.optim import SGD, Adam, Optimizer
     from n2n_core.nn.serialize import save

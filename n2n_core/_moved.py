@@ -1,6 +1,6 @@
 """Old import paths of modules that moved into the rooms of n2n_core (0.1 -> 0.2), kept working.
 
-``import n2n_core.infer`` or ``from n2n_core.train import Trainer`` (the flat layout of 0.1) give the
+``import n2n_core.inference.infer`` or ``from n2n_core.training.train import Trainer`` (the flat layout of 0.1) give the
 module at its new place (``n2n_core.inference.infer``, ``n2n_core.training.train``): the same module
 object, so classes and functions are identical whichever path imported them. New code uses the new
 paths; these aliases go away in 0.3.

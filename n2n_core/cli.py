@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from n2n_core.distributed import DistContext
-    from n2n_core.train import TrainConfig
+    from n2n_core.training.distributed import DistContext
+    from n2n_core.training.train import TrainConfig
 
 
 
@@ -34,8 +34,8 @@ def show_progress(choice: bool | None, stream: TextIO) -> bool:
     return bool(isatty is not None and isatty())
 
 
-PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")  # n2n_core.precision.PRECISIONS, without torch
-METHOD_CHOICES = ("noise2noise", "neighbor2neighbor")  # n2n_core.methods.METHODS, without torch
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")  # n2n_core.inference.precision.PRECISIONS, without torch
+METHOD_CHOICES = ("noise2noise", "neighbor2neighbor")  # n2n_core.training.methods.METHODS, without torch
 PRECISION_HELP = ("the type of the network's matrix products: auto (default, or N2N_PRECISION) picks bfloat16 on "
                   "CPUs with AMX or AVX512-BF16 and GPUs with bfloat16 tensor cores, float32 elsewhere")
 
@@ -109,7 +109,7 @@ def denoise_summary(written: int, megapixels: float, seconds: float, out_dir: Pa
 
 def _load_model(weights: str | None, device: str):
     from n2n_core.weights import load_with_metadata
-    from n2n_core.train import resolve_device
+    from n2n_core.training.train import resolve_device
     from n2n_core.weights import resolve
 
     path = resolve(weights)
@@ -123,7 +123,7 @@ def _load_model(weights: str | None, device: str):
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The validated TrainConfig of `n2n train`'s options."""
     from n2n_core.models import DEFAULT_ARCH
-    from n2n_core.train import TrainConfig, arch_of_weights
+    from n2n_core.training.train import TrainConfig, arch_of_weights
 
     arch = args.arch or (arch_of_weights(args.init) if args.init else DEFAULT_ARCH)
     shared = {"batch_size": args.batch_size, "patch_size": args.patch_size, "learning_rate": args.lr,
@@ -139,7 +139,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """One process, N spawned processes (--nproc-per-node), or one rank of a torchrun job."""
-    from n2n_core import distributed
+    from n2n_core.training import distributed
 
     cfg = _train_config(args)
     under_torchrun = distributed.context_from_env()
@@ -165,10 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | None:
     """Train as rank ``ctx.rank``; rank 0 shows progress, writes the card and returns the summary."""
-    from n2n_core.card import write_card
+    from n2n_core.training.card import write_card
     from n2n_core.data.datasets import NoisyPairs, open_dataset
     from n2n_core.data.noise import parse_jpeg_inputs, parse_noise
-    from n2n_core.train import Trainer
+    from n2n_core.training.train import Trainer
 
     cfg = _train_config(args)
     noise = parse_noise(args.noise)
@@ -215,7 +215,7 @@ def _train_rank(ctx: DistContext, args: argparse.Namespace) -> dict[str, Any] | 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from n2n_core.data.datasets import open_validation
-    from n2n_core.evaluate import evaluate
+    from n2n_core.training.evaluate import evaluate
     from n2n_core.data.noise import parse_noise
 
     model, _, path = _load_model(args.weights, args.device)
@@ -292,9 +292,9 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import warnings
 
     from n2n_core.data import images
-    from n2n_core.infer import check_strength, picture_steps, run_steps
+    from n2n_core.inference.infer import check_strength, picture_steps, run_steps
     from n2n_core.data.noise_level import estimate_sigma
-    from n2n_core.precision import device_of, model_precision, resolve_precision
+    from n2n_core.inference.precision import device_of, model_precision, resolve_precision
     from n2n_core.data.raw import quiet_libraw
 
     warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data": the one error line must stay alone
@@ -389,8 +389,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write MODEL (a shipped name or a weights file, as --weights takes it) as ONNX, its card in the metadata;
     one summary line on stdout."""
-    from n2n_core.card import card_beside
-    from n2n_core.export import export_onnx
+    from n2n_core.training.card import card_beside
+    from n2n_core.inference.export import export_onnx
     from n2n_core.models import arch_of, size_multiple
 
     out = Path(args.output)
@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune: start from these weights (a file or a shipped name such as default)")
     t.add_argument("--steps", type=int, default=10_000)
     t.add_argument("--batch-size", type=int, default=None,
-                   help="patches a step (default: n2n_core.train.TrainConfig's, 16, shared with POST /train)")
+                   help="patches a step (default: n2n_core.training.train.TrainConfig's, 16, shared with POST /train)")
     t.add_argument("--patch-size", type=int, default=None,
                    help="side of the training patches (default: TrainConfig's, 64, shared with POST /train)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: TrainConfig's, 1e-3, shared "
@@ -593,7 +593,7 @@ def _joined_suffix(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_joined_suffix(list(sys.argv[1:] if argv is None else argv)))
-    from n2n_core.runtime import tune_allocator
+    from n2n_core.inference.runtime import tune_allocator
 
     tune_allocator()
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from n2n_core.infer import denoise
+from n2n_core.inference.infer import denoise
 from n2n_core.nn.layers import Conv2d, NearestUpsampling, ReLU, Sequential, Sigmoid, TransposeConv2d
 from n2n_core.nn.loss import MSE
 from n2n_core.models import seed

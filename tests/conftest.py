@@ -16,7 +16,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # The exactness checks (tiles and row streams against the whole-image forward, float32 against torch.nn)
 # compare float32 with float32, so the suite runs float32 unless a test asks for a precision itself
-# (tests/core/test_precision.py and the service's precision tests ask for auto and bfloat16). Servers and
+# (tests/core/inference/test_precision.py and the service's precision tests ask for auto and bfloat16). Servers and
 # subprocesses started by tests inherit it.
 os.environ.setdefault("N2N_PRECISION", "float32")
 

@@ -20,7 +20,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-    from app.config import Settings
+    from app.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 
@@ -49,7 +49,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_settings(data_dir: Path, weights: Path | None, **kw) -> Settings:
-    from app.config import Settings
+    from app.core.config import Settings
 
     return Settings(data_dir=data_dir, weights=str(weights) if weights else None, api_token=TOKEN, **kw)
 
@@ -210,3 +210,9 @@ def before_edge(rc: dict) -> float:
     m = re.match(r"inset\(\s*[-\d.]+px\s+([-\d.]+)px", rc["clip"] or "")
     right = float(m.group(1)) if m else 0.0
     return rc["after"]["r"] - right
+
+
+def random_images(n: int = 3, h: int = 40, w: int = 50) -> list[np.ndarray]:
+    """``n`` uint8 (h, w, 3) images of uniform noise, the same on every call (seed 0)."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]

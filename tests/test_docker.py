@@ -78,7 +78,7 @@ def test_the_image_has_the_projects_dependencies_at_the_pinned_versions():
 
 
 def test_compose_gives_every_n2n_service_the_env_file_the_gpu_and_the_services_limits():
-    from app.config import Settings
+    from app.core.config import Settings
 
     text = (ROOT / "docker-compose.yml").read_text()
     services = yaml.safe_load(text)["services"]

@@ -17,9 +17,9 @@ import signal
 import sys
 import threading
 
-from ..config import Settings
-from ..store import JobStore, StoreConfigError, open_store
-from .scheduler import Scheduler
+from app.core.config import Settings
+from app.store import JobStore, StoreConfigError, open_store
+from app.jobs.scheduler import Scheduler
 
 log = logging.getLogger("n2n")
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..store.status import JobStatus
+from app.store.status import JobStatus
 
 RATE_WINDOW_SECONDS = 60.0
 

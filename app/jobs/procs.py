@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from n2n_core.runtime import ORPHANED_EXIT_CODE
+from n2n_core.inference.runtime import ORPHANED_EXIT_CODE
 
-from ..store import JobRow, JobStore
+from app.store import JobRow, JobStore
 
 HEARTBEAT_SECONDS = 2.0
 PARENT_CHECK_SECONDS = 0.5  # how often a worker checks that the process that started it is still there

@@ -21,7 +21,7 @@ def json_safe(value: Any) -> Any:
 
 def mean_psnr_of_noisy(pairs: list[tuple[Any, Any]]) -> float | None:
     """The PSNR of the noisy validation inputs against their clean images: what doing nothing scores."""
-    from n2n_core.metrics import psnr
+    from n2n_core.training.metrics import psnr
 
     if not pairs:
         return None

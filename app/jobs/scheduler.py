@@ -24,13 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-from n2n_core.runtime import cores, split_threads
+from n2n_core.inference.runtime import cores, split_threads
 
-from ..config import Settings
-from ..messages import without_paths
-from ..store import JobRow, JobStatus, JobStore
-from .procs import HEARTBEAT_SECONDS, is_orphaned, job_worker, kill_process, process_start
-from .training import run_job
+from app.core.config import Settings
+from app.core.messages import without_paths
+from app.store import JobRow, JobStatus, JobStore
+from app.jobs.procs import HEARTBEAT_SECONDS, is_orphaned, job_worker, kill_process, process_start
+from app.jobs.training import run_job
 
 log = logging.getLogger("n2n")
 
@@ -197,7 +197,7 @@ class Scheduler:
         """Start the training process of a claimed job.
 
         A data-parallel job (the jobs table's ``nproc_per_node`` > 1; None or 1: one process) gets the
-        same training process, which launches its N ranks (``n2n_core.distributed.launch``) and shares
+        same training process, which launches its N ranks (``n2n_core.training.distributed.launch``) and shares
         this scheduler's threads among them. The worker process that claimed the job stays its
         recorded owner (``worker_parent``), the training process its recorded pid.
         """

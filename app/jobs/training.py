@@ -5,7 +5,7 @@ training process that lost its lease stops at its next heartbeat and can no long
 SIGTERM it checkpoints and hands its job back (queued again).
 
 A data-parallel job (``nproc_per_node`` N > 1) runs the same way: its training process becomes the
-launcher of N ranks (``n2n_core.distributed.launch``: gloo on CPU, NCCL on CUDA), which die with it.
+launcher of N ranks (``n2n_core.training.distributed.launch``: gloo on CPU, NCCL on CUDA), which die with it.
 The launcher keeps the lease, the parent checks and the signals; rank 0 reports progress, polls the
 cancel flag, checkpoints and registers the model; a cancel, a hand-back or a lost lease stops every
 rank at the same step.
@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
 
-from n2n_core.runtime import die_with_parent
+from n2n_core.inference.runtime import die_with_parent
 
-from ..messages import without_paths
-from ..store import JobRow, JobStatus, JobStore, ModelRows, open_database
-from .procs import HEARTBEAT_SECONDS, heartbeat, orphaned_exit
-from .quality_gate import divergence, json_safe, mean_psnr_of_noisy
+from app.core.messages import without_paths
+from app.store import JobRow, JobStatus, JobStore, ModelRows, open_database
+from app.jobs.procs import HEARTBEAT_SECONDS, heartbeat, orphaned_exit
+from app.jobs.quality_gate import divergence, json_safe, mean_psnr_of_noisy
 
 if TYPE_CHECKING:
-    from n2n_core.distributed import DistContext
-    from n2n_core.train import TrainConfig, Trainer
+    from n2n_core.training.distributed import DistContext
+    from n2n_core.training.train import TrainConfig, Trainer
 
 
 def run_job(job_id: str, data_dir: str, device: str, parent_pid: int | None,
@@ -55,7 +55,7 @@ def run_job(job_id: str, data_dir: str, device: str, parent_pid: int | None,
     checkpoint, and the job is handed back to the queue."""
     if parent_pid is not None:
         die_with_parent(parent_pid)  # first: the parent may already be gone
-    from n2n_core.runtime import set_threads, tune_allocator
+    from n2n_core.inference.runtime import set_threads, tune_allocator
 
     tune_allocator()
     set_threads(threads if nproc == 1 else 1)
@@ -82,7 +82,7 @@ def run_job(job_id: str, data_dir: str, device: str, parent_pid: int | None,
 def _launch_ranks(store: JobStore, job: JobRow, data_dir: str, device: str, database_url: str | None,
                   lease: str | None, threads: int | None, nproc: int, handed_back: Any, lost: Any) -> None:
     """Train a data-parallel job in ``nproc`` ranks launched from this process, sharing ``threads``."""
-    from n2n_core import distributed
+    from n2n_core.training import distributed
 
     # Started as a daemon (its parent's exit ends it), it may not have children of its own unless it
     # says otherwise; its ranks are tied to it (die_with_parent) as it is to its parent.
@@ -105,11 +105,11 @@ def _hand_back_on_signals(handed_back: Any) -> None:
 
 def _train_rank(ctx: DistContext, job: JobRow, data_dir: str, device: str, database_url: str | None,
                 lease: str | None, threads: int | None, handed_back: Any, lost: Any) -> None:
-    """One rank of a data-parallel job (spawned by ``n2n_core.distributed.launch``, in its process group).
+    """One rank of a data-parallel job (spawned by ``n2n_core.training.distributed.launch``, in its process group).
 
     Rank 0 does what a single-process job does (progress, cancel polling, checkpoints, registration);
     the others train their slice of each batch and stop at the same step as rank 0."""
-    from n2n_core.runtime import set_threads
+    from n2n_core.inference.runtime import set_threads
 
     set_threads(threads)
     _hand_back_on_signals(handed_back)
@@ -148,7 +148,7 @@ def _train(store: JobStore, job: JobRow, data_dir: Path, device: str, lease: str
     run it is raised as well (on every rank), so that the launcher stops the ranks still waiting."""
     import torch
 
-    from n2n_core import distributed
+    from n2n_core.training import distributed
 
     torch.set_grad_enabled(False)
     run = _Run(store, job, data_dir, lease, handed_back or threading.Event(), lost or threading.Event(),
@@ -165,7 +165,7 @@ def _train(store: JobStore, job: JobRow, data_dir: Path, device: str, lease: str
 
 def _train_and_settle(run: _Run, device: str) -> None:
     """Train, then settle the job by the result: handed back, cancelled, failed by the gate, or registered."""
-    from n2n_core.train import Trainer
+    from n2n_core.training.train import Trainer
 
     cfg, data = _config_and_data(run.job.params, run.data_dir, device)
     reports = _Reports(run)
@@ -196,7 +196,7 @@ def _config_and_data(p: dict[str, Any], data_dir: Path, device: str) -> tuple[Tr
     """The trainer's configuration from the job's params, and the dataset it trains on."""
     from n2n_core.data.datasets import open_dataset
     from n2n_core.data.noise import noise_from_dict, parse_jpeg_inputs
-    from n2n_core.train import TrainConfig
+    from n2n_core.training.train import TrainConfig
 
     # A job on noisy pairs, or on uploaded single noisy photos, has no noise (None); older jobs recorded the
     # default one, which pairs ignore. Jobs from before the methods have no method: noise2noise.
@@ -221,7 +221,7 @@ class _Reports:
     """The trainer's callbacks: progress reports to the store (main rank only), and the stop poll."""
 
     def __init__(self, run: _Run) -> None:
-        from .eta import StepRate
+        from app.jobs.eta import StepRate
 
         self.run = run
         self.history: list[dict[str, Any]] = []
@@ -287,10 +287,10 @@ def _report_final(run: _Run, cfg: TrainConfig, result: Any, final_psnr: float | 
 
 def _register(run: _Run, trainer: Trainer, out: Path, noisy_psnr: float | None) -> None:
     """Register the trained model (and activate it when the job asked), and end the job as succeeded."""
-    from n2n_core.card import write_card
+    from n2n_core.training.card import write_card
 
-    from ..model_names import default_name
-    from ..registry import register_model
+    from app.services.model_names import default_name
+    from app.services.registry import register_model
 
     job, p = run.job, run.job.params
     note = None

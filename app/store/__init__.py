@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .database import Database, StoreConfigError, database_url, open_database
-from .datasets import DatasetRows
-from .jobs import JobStore
-from .migrate import sqlite_lock, upgrade, upgrade_locked
-from .models import ModelGone, ModelInUse, ModelRows
-from .status import FINISHED, STATUSES, JobRow, JobStatus, statuses_document
+from app.store.database import Database, StoreConfigError, database_url, open_database
+from app.store.datasets import DatasetRows
+from app.store.jobs import JobStore
+from app.store.migrate import sqlite_lock, upgrade, upgrade_locked
+from app.store.models import ModelGone, ModelInUse, ModelRows
+from app.store.status import FINISHED, STATUSES, JobRow, JobStatus, statuses_document
 
 __all__ = ["FINISHED", "STATUSES", "Database", "DatasetRows", "JobRow", "JobStatus", "JobStore", "ModelGone",
            "ModelInUse", "ModelRows", "StoreConfigError", "open_database", "open_store", "statuses_document"]

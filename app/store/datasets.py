@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .database import Database
-from .tables import datasets
+from app.store.database import Database
+from app.store.tables import datasets
 
 
 class DatasetRows:

@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from .database import Database, open_database
-from .migrate import upgrade
-from .status import FINISHED, STATUSES, JobRow, JobStatus
-from .tables import jobs
+from app.store.database import Database, open_database
+from app.store.migrate import upgrade
+from app.store.status import FINISHED, STATUSES, JobRow, JobStatus
+from app.store.tables import jobs
 
 __all__ = ["FINISHED", "STATUSES", "JobRow", "JobStatus", "JobStore"]
 

@@ -20,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from .database import Database
+from app.store.database import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_LOCK_KEY = 0x6E326E  # "n2n": the advisory lock that serialises migrations

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..model_names import name_of_card
-from .database import Database
-from .status import UNFINISHED
-from .tables import jobs, models, settings
+from app.services.model_names import name_of_card
+from app.store.database import Database
+from app.store.status import UNFINISHED
+from app.store.tables import jobs, models, settings
 
 ACTIVE_KEY = "active_model"
 

@@ -20,7 +20,7 @@ class NoiseAdaptive(Module):
     pass over that output removes it (the ``blind`` model: +0.4 dB at sigma 50, +0.8 dB at sigma 100 on
     the scikit-image photos), while on light noise it would only smooth detail (-0.14 dB at sigma 15).
     The decision needs the whole image, so tiled and streamed inference take it once per image and run
-    each pass over the whole image (``n2n_core.infer``), and clamp each pass's output to [0, 1] as they
+    each pass over the whole image (``n2n_core.inference.infer``), and clamp each pass's output to [0, 1] as they
     clamp every denoised image; this forward pass and its vjp do not clamp.
     """
 

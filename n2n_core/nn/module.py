@@ -34,7 +34,7 @@ from torch import Tensor
 VJP = Callable[..., tuple[Tensor | None, Tensor, Tensor]]
 Mask = Tensor  # bool (N, H, W): which values depend on a probed input pixel (``Module.dependency_mask``)
 
-#: the ways of computing a layer by rows that ``n2n_core.streaming.row_stream`` knows (``Module.row_streaming``)
+#: the ways of computing a layer by rows that ``n2n_core.inference.streaming.row_stream`` knows (``Module.row_streaming``)
 ROW_STREAMING_KINDS = ("pointwise", "conv", "pool", "upsample", "sequential", "concat", "residual", "cast")
 
 
@@ -120,7 +120,7 @@ class Module:
     #: ``forward_inplace`` overwrites its input instead of allocating the output (the activations);
     #: when False it is the plain forward.
     supports_inplace: ClassVar[bool] = False
-    #: how ``n2n_core.streaming.row_stream`` computes this layer by rows: one of ``ROW_STREAMING_KINDS``
+    #: how ``n2n_core.inference.streaming.row_stream`` computes this layer by rows: one of ``ROW_STREAMING_KINDS``
     #: ("pointwise": band by band; "conv" / "pool": keeping the rows the next output row still reads;
     #: "upsample": band by band, each row repeated; "sequential" / "concat" / "residual" / "cast": through
     #: the children), or None when it has no row-by-row form (a transposed convolution, the rotations of a
@@ -317,7 +317,7 @@ class Module:
         floating-point type while its body may compute in a reduced one (a residual sum, an ensemble's
         mean, a noise estimate); None (the default) when the whole module may compute reduced.
 
-        ``n2n_core.precision.at_precision`` asks every module this, from the top down.
+        ``n2n_core.inference.precision.at_precision`` asks every module this, from the top down.
         """
         return None
 

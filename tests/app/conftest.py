@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 
 import n2n_core
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from n2n_core import models
 

@@ -14,7 +14,7 @@ import platformdirs
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 
 from ..helpers import make_settings
@@ -37,7 +37,7 @@ def test_the_default_is_the_users_data_folder_whatever_the_working_directory(tmp
 def test_a_fresh_process_started_elsewhere_finds_the_same_folder_and_n2n_data_dir_overrides_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "N2N_DATA_DIR"}
     env.update(XDG_DATA_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(ROOT))
-    show = "from app.config import Settings; print(Settings().data_dir)"
+    show = "from app.core.config import Settings; print(Settings().data_dir)"
     folders = []
     for cwd in (ROOT, tmp_path):
         r = subprocess.run([sys.executable, "-c", show], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
@@ -58,7 +58,7 @@ def test_the_service_logs_its_data_folder_at_start_and_readyz_shows_it(tmp_path,
 
 
 def test_a_store_left_in_the_old_default_folder_is_pointed_at(tmp_path, monkeypatch):
-    from app.config import default_data_dir, old_default_data_dir_note
+    from app.core.config import default_data_dir, old_default_data_dir_note
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.chdir(tmp_path)

@@ -166,7 +166,7 @@ def test_a_name_of_255_bytes_fits_once_numbered(client, settings):
 
 
 def test_os_errors_while_unpacking_give_their_reason_not_their_path(tmp_path, monkeypatch):
-    from app import datasets
+    from app.services import datasets
 
     def full_disk(fd):
         raise OSError(28, "No space left on device", str(tmp_path / "datasets" / ".d-x" / "00000_a.png"))
@@ -181,7 +181,7 @@ def test_os_errors_while_unpacking_give_their_reason_not_their_path(tmp_path, mo
 def test_scrub_paths():
     from pathlib import Path
 
-    from app.messages import scrub_paths
+    from app.core.messages import scrub_paths
 
     assert scrub_paths("failed at /srv/n2n/datasets/x.png", Path("/srv/n2n")) == "failed at <data>/datasets/x.png"
     assert scrub_paths("a.b/c", Path("."), Path("/")) == "a.b/c"  # never the bare '.' or '/'

@@ -129,7 +129,7 @@ def test_dataset_body_over_its_limit_is_a_json_413_naming_the_setting(tmp_path, 
 
 
 def test_the_default_upload_limit_admits_a_40_megapixel_16_bit_photo():
-    from app.config import Settings
+    from app.core.config import Settings
 
     assert Settings().max_upload_bytes >= 40_000_000 * 3 * 2 + 1_000_000  # raw 16-bit RGB, plus headers
 
@@ -150,7 +150,7 @@ def test_32_concurrent_512px_requests_are_all_served(client):
 
 
 def test_beyond_the_queue_limit_requests_get_503_with_retry_after(tmp_path, tiny_weights, monkeypatch):
-    from app.denoiser import DenoiseQueue
+    from app.services.denoiser import DenoiseQueue
 
     prepare = DenoiseQueue._prepare
     overflowed = threading.Event()
@@ -240,7 +240,7 @@ def test_a_small_photo_is_not_held_behind_a_large_one(tmp_path, tiny_weights):
 def test_the_tile_thread_outlives_cancelled_and_failing_work():
     from concurrent.futures import CancelledError
 
-    from app.denoiser import TileScheduler
+    from app.services.denoiser import TileScheduler
 
     def stream(n, fail=False):
         for i in range(n):
@@ -266,7 +266,7 @@ def test_the_tile_thread_outlives_cancelled_and_failing_work():
 
 def test_pixels_in_flight_are_bounded(tmp_path, tiny_weights, monkeypatch):
     """Memory follows pixels: beyond N2N_MAX_INFLIGHT_PIXELS a request gets 503, but one alone always runs."""
-    from app.denoiser import DenoiseQueue
+    from app.services.denoiser import DenoiseQueue
 
     prepare = DenoiseQueue._prepare
     release, admitted = threading.Event(), threading.Event()

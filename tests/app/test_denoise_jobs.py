@@ -34,7 +34,7 @@ def _metric(c: TestClient, line_start: str) -> float:
 @pytest.fixture
 def hold(monkeypatch):
     """Admitted work waits (before decoding) until ``hold.set()``: jobs stay queued/running meanwhile."""
-    from app.denoiser import DenoiseQueue
+    from app.services.denoiser import DenoiseQueue
 
     release = threading.Event()
     prepare = DenoiseQueue._prepare
@@ -111,7 +111,7 @@ def test_ids_are_distinct_and_unguessable(tmp_path, tiny_weights):
 
 
 def test_results_expire_files_included(tmp_path, tiny_weights, monkeypatch):
-    import app.denoise_jobs as jobs_module
+    import app.jobs.denoise as jobs_module
 
     written: list[Path] = []
     real_write = jobs_module.atomic_write_bytes

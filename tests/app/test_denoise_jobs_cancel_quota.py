@@ -7,7 +7,7 @@ import threading
 
 from fastapi.testclient import TestClient
 
-from app.denoise_jobs import RETRY_UNFINISHED, reserve_bytes
+from app.jobs.denoise import RETRY_UNFINISHED, reserve_bytes
 from app.main import create_app
 
 from ..helpers import HANG_GUARD, make_settings, png_bytes, poll_until, rgb
@@ -137,7 +137,7 @@ def test_byte_quota_answers_507_and_never_evicts_a_kept_result(tmp_path, tiny_we
 
 
 def test_a_full_disk_fails_the_job_saying_so(client, monkeypatch):
-    import app.denoise_jobs as jobs_module
+    import app.jobs.denoise as jobs_module
 
     def no_space(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -10,7 +10,7 @@ import tifffile
 from fastapi.testclient import TestClient
 from PIL import Image, ImageCms
 
-from app.imaging import check_output_size
+from app.services.imaging import check_output_size
 from app.main import create_app
 
 from ..helpers import make_settings, png_bytes, rgb

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from app.errors import json_safe
+from app.api.errors import json_safe
 
 from ..helpers import AUTH
 
@@ -81,7 +81,7 @@ def test_a_database_that_is_away_is_a_503_not_a_500(client, monkeypatch):
 
 
 def test_a_relative_data_dir_is_made_absolute_so_messages_can_be_scrubbed(tmp_path, monkeypatch):
-    from app.config import Settings
+    from app.core.config import Settings
 
     monkeypatch.chdir(tmp_path)
     assert Settings(data_dir="n2n_data").data_dir == tmp_path / "n2n_data"
@@ -90,7 +90,7 @@ def test_a_relative_data_dir_is_made_absolute_so_messages_can_be_scrubbed(tmp_pa
 def test_a_heartbeat_as_long_as_the_lease_is_refused_at_configuration():
     from pydantic import ValidationError
 
-    from app.config import Settings
+    from app.core.config import Settings
 
     with pytest.raises(ValidationError, match="N2N_JOB_HEARTBEAT_SECONDS"):
         Settings(job_heartbeat_seconds=15, job_lease_seconds=15)

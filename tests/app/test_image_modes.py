@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from tests.core.test_images import png_by_hand
+from tests.core.data.test_images import png_by_hand
 
 
 def test_16_bit_grey_alpha_png_comes_back_as_16_bit_grey_alpha(client):

@@ -1,5 +1,5 @@
 """The denoise queue hands the allocator's kept memory back once it has stayed empty a while (issue 22:
-RSS after a burst). The release function is a fake here; n2n_core.runtime.release_memory has its own test."""
+RSS after a burst). The release function is a fake here; n2n_core.inference.runtime.release_memory has its own test."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import asyncio
 
 from fastapi.testclient import TestClient
 
-from app.denoiser import DenoiseQueue
+from app.services.denoiser import DenoiseQueue
 from app.main import create_app
-from n2n_core.runtime import release_memory
+from n2n_core.inference.runtime import release_memory
 
 from ..helpers import make_settings, png_bytes, poll_until, rgb
 

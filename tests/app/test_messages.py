@@ -1,6 +1,6 @@
 """Messages that leave the server carry no server path."""
 
-from app.messages import without_paths
+from app.core.messages import without_paths
 
 
 def test_absolute_paths_become_their_last_component():

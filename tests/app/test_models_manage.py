@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.main import create_app
-from app.model_names import NAME_MAX, default_name
-from app.registry import UnknownModel
+from app.services.model_names import NAME_MAX, default_name
+from app.services.registry import UnknownModel
 from app.store import ModelGone, ModelRows, open_database
 from app.store.migrate import alembic_config
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from n2n_core.infer import denoise
+from n2n_core.inference.infer import denoise
 from n2n_core.weights import load
 
 onnx = pytest.importorskip("onnx")

@@ -20,8 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from app.config import Settings
-from n2n_core.runtime import cores
+from app.core.config import Settings
+from n2n_core.inference.runtime import cores
 
 from ..helpers import png_bytes, poll_until, rgb
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.jobs.procs import ProcInfo, proc_info
 from app.main import create_app
 from app.store import JobStore, open_database
-from n2n_core.runtime import cores
+from n2n_core.inference.runtime import cores
 from n2n_core.weights import load
 
 from ..helpers import AUTH, make_settings, poll_until, wait_for

@@ -22,7 +22,7 @@ def test_readyz_and_each_answer_say_which_precision_ran(tmp_path, tiny_weights, 
 
 
 def test_auto_is_resolved_for_the_device(tmp_path, tiny_weights):
-    from n2n_core.precision import resolve_precision
+    from n2n_core.inference.precision import resolve_precision
 
     with TestClient(create_app(make_settings(tmp_path / "data", tiny_weights, precision="auto"))) as client:
         assert client.get("/readyz").json()["precision"] == resolve_precision("auto", "cpu")

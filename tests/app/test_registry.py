@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.registry import ModelRegistry, model_bytes
+from app.services.registry import ModelRegistry, model_bytes
 
 from ..helpers import AUTH, HANG_GUARD, make_settings, png_bytes, poll_until, rgb
 
@@ -70,7 +70,7 @@ def test_cache_is_bounded_by_memory_and_keeps_the_active_model(tmp_path, tiny_we
 
 
 def test_concurrent_first_use_loads_a_model_once(tmp_path, tiny_weights, monkeypatch):
-    import app.registry as registry_module
+    import app.services.registry as registry_module
 
     data = tmp_path / "data"
     (model,) = _register_copies(data, tiny_weights, 1)
@@ -112,7 +112,7 @@ def test_liveness_fails_while_the_denoise_worker_is_stuck(tmp_path, tiny_weights
 @pytest.mark.parametrize("path", ["/models", "/readyz", "/metrics"])
 def test_reads_answer_while_a_model_loads(tmp_path, tiny_weights, monkeypatch, path):
     """A slow model load (e.g. a big file on a network volume) blocks neither listing nor health."""
-    import app.registry as registry_module
+    import app.services.registry as registry_module
 
     data = tmp_path / "data"
     (model,) = _register_copies(data, tiny_weights, 1)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from app.errors import ECHO_LIMIT, ELLIPSIS
+from app.api.errors import ECHO_LIMIT, ELLIPSIS
 from app.main import STATIC, create_app
-from app.security_headers import CSP
+from app.api.security_headers import CSP
 
 from ..helpers import AUTH, make_settings, png_bytes, rgb
 

@@ -133,7 +133,7 @@ def test_shutdown_deadline_ends_a_process_that_will_not_stop(tmp_path):
     after the signal, with a log line saying so."""
     script = textwrap.dedent("""
         import logging, threading, time
-        from app.shutdown import stop_on_signals
+        from app.core.shutdown import stop_on_signals
         logging.basicConfig()
         stopping = threading.Event()
         with stop_on_signals(stopping, 0.5):

@@ -34,7 +34,7 @@ REPLICAS, WORKERS = 4, 2
 
 LAUNCHER = """
 import os, sys, time
-from n2n_core.runtime import die_with_parent
+from n2n_core.inference.runtime import die_with_parent
 die_with_parent(int(sys.argv[1]))
 import app.jobs.cli, app.main, n2n_core.cli, uvicorn  # the imports before the start line
 open(sys.argv[2], "w").close()  # waiting

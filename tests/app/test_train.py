@@ -19,7 +19,7 @@ def test_token_required_and_explained(client, tmp_path, tiny_weights):
     assert client.post("/train", json={"dataset": "builtin"}).status_code == 401
     r = client.post("/train", json={"dataset": "builtin"}, headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-    from app.config import Settings
+    from app.core.config import Settings
 
     s = Settings(data_dir=tmp_path / "notoken", weights=str(tiny_weights), api_token=None)
     with TestClient(create_app(s)) as c:

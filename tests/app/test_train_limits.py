@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
-from app.routes.train import train_memory_limit
-from n2n_core.train_memory import machine_memory, training_memory
+from app.api.routes.train import train_memory_limit
+from n2n_core.training.memory import machine_memory, training_memory
 
 from ..helpers import AUTH, make_settings
 

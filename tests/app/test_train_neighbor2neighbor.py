@@ -128,7 +128,7 @@ def test_a_wider_cell_is_accepted_with_a_patch_that_fits(client):
 
 
 def test_the_blind_model_is_fine_tuned_through_its_noise_adaptive_wrapper(client):
-    """'blind' wraps unet-l: the route finds the architecture inside it (n2n_core.train.arch_of_weights)."""
+    """'blind' wraps unet-l: the route finds the architecture inside it (n2n_core.training.train.arch_of_weights)."""
     r = client.post("/train", json={"dataset": "builtin", "init_model": "blind", "arch": "fast"}, headers=AUTH)
     assert r.status_code == 422 and "is a 'unet-l' network, not 'fast'" in r.text, r.text
     r = client.post("/train", json={"dataset": "builtin", "init_model": "blind", "method": "neighbor2neighbor",

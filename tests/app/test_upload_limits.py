@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.limits import MinUploadRate
+from app.api.limits import MinUploadRate
 from app.main import create_app
-from app.uploads import SPOOL_MEMORY, spool_body
+from app.api.uploads import SPOOL_MEMORY, spool_body
 
 from ..helpers import make_settings, png_bytes, rgb
 

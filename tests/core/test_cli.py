@@ -303,7 +303,7 @@ def test_train_has_one_default_architecture_the_api_shares():
     """The API's side: tests/app/test_train_noise.py."""
     from n2n_core.cli import _train_config, build_parser
     from n2n_core.models import DEFAULT_ARCH
-    from n2n_core.train import TrainConfig
+    from n2n_core.training.train import TrainConfig
 
     args = build_parser().parse_args(["train", "--out", "x.safetensors"])
     assert _train_config(args).arch == DEFAULT_ARCH == TrainConfig().arch
@@ -449,9 +449,9 @@ def test_train_on_noisy_pairs_holds_some_out_and_reports_their_validation_psnr(t
 
 
 def test_train_defaults_are_train_configs_and_the_apis():
-    from app.schemas import TrainRequest
+    from app.api.schemas import TrainRequest
     from n2n_core.cli import _train_config, build_parser
-    from n2n_core.train import TrainConfig
+    from n2n_core.training.train import TrainConfig
 
     cfg = _train_config(build_parser().parse_args(["train", "--out", "x.safetensors"]))
     api = TrainRequest(dataset="builtin")

@@ -11,7 +11,7 @@ from n2n_core import cli, models
 from n2n_core.data import raw
 from n2n_core.cli import main
 
-from ..photo_files import MAKE, camera_exif, dng, frames, heic
+from tests.photo_files import MAKE, camera_exif, dng, frames, heic
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from n2n_core import load
 from n2n_core.data.datasets import BUILTIN_VAL, builtin_images, list_images, load_rgb8, synthetic_val
-from n2n_core.evaluate import evaluate
+from n2n_core.training.evaluate import evaluate
 from n2n_core.data.noise import Gaussian
 from n2n_core.weights import WEIGHTS_DIR, shipped
 

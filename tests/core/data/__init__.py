@@ -1,0 +1,1 @@
+"""Tests of photographs and data (n2n_core.data)."""

@@ -1,0 +1,1 @@
+"""Tests of inference (n2n_core.inference)."""

@@ -1,0 +1,1 @@
+"""Tests of the framework (n2n_core.nn)."""

@@ -1,0 +1,1 @@
+"""Tests of training (n2n_core.training)."""
