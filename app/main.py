@@ -23,7 +23,7 @@ from n2n_core.training.train import resolve_device
 from app.core.config import Settings, old_default_data_dir_note
 from app.jobs.denoise import DenoiseJobs
 from app.services.denoiser import DenoiseQueue
-from app.api.errors import install as install_error_handlers
+from app.api.errors import denoise_failure, install as install_error_handlers
 from app.jobs.scheduler import Scheduler
 from app.api.limits import BodyLimit, MinUploadRate
 from app.core.messages import scrub_paths, without_paths
@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.denoise_jobs = jobs = DenoiseJobs(app.state.queue, settings.data_dir, settings.result_ttl_seconds,
                                                     app.state.metrics, results=settings.results_dir,
                                                     store_bytes=settings.result_store_bytes,
-                                                    per_client=settings.max_jobs_per_client)
+                                                    per_client=settings.max_jobs_per_client,
+                                                    describe=denoise_failure)
         jobs.start()
         app.state.startup_error = None
         try:

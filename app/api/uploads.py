@@ -12,23 +12,9 @@ from typing import BinaryIO
 
 from fastapi import HTTPException, Request
 
+from app.services.imaging import read_all
+
 SPOOL_MEMORY = 1024 * 1024  # bytes of a body kept in memory before it goes to the temporary file
-
-
-def size_of(file: BinaryIO) -> int:
-    """The file's size in bytes (its position is left at 0)."""
-    file.seek(0, 2)
-    size = file.tell()
-    file.seek(0)
-    return size
-
-
-def read_all(data: bytes | BinaryIO) -> bytes:
-    """The bytes of ``data``: itself, or all of a file (read from its start)."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    data.seek(0)
-    return data.read()
 
 
 async def spool_body(request: Request) -> BinaryIO:

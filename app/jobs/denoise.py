@@ -25,12 +25,13 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from n2n_core.nn.atomic import atomic_write_bytes
 
-from app.services.denoiser import Abandoned, DenoiseQueue, Slot, refusal
+from app.services.denoiser import Abandoned, DenoiseQueue, Slot
 from app.services.imaging import OutputOptions, download_name
 from app.core.messages import scrub_paths, without_paths
 from app.core.metrics import Metrics
@@ -101,10 +102,19 @@ class DenoiseJob:
         return round(elapsed / done * (total - done), 1)
 
 
+Describe = Callable[[BaseException, str | None], str | None]
+
+
 class DenoiseJobs:
+    """``describe(exc, model)``: the error a job that failed with ``exc`` reports, as ``POST /denoise`` would
+    have answered it (``app.api.errors.denoise_failure``, handed in by the app: jobs know nothing of HTTP);
+    None for an unexpected failure, reported as an internal error."""
+
     def __init__(self, queue: DenoiseQueue, data_dir: Path, ttl: float, metrics: Metrics | None = None,
-                 results: Path | None = None, store_bytes: int | None = None, per_client: int | None = None) -> None:
+                 results: Path | None = None, store_bytes: int | None = None, per_client: int | None = None,
+                 describe: Describe | None = None) -> None:
         self.queue, self.data_dir, self.ttl, self.metrics = queue, data_dir, ttl, metrics
+        self.describe = describe
         self.results = results or data_dir / "results"
         self.store_bytes, self.per_client = store_bytes, per_client
         self._jobs: dict[str, DenoiseJob] = {}
@@ -230,9 +240,9 @@ class DenoiseJobs:
             self.metrics.count_image()
 
     def _describe(self, exc: Exception, job: DenoiseJob) -> str:
-        answer = refusal(exc, job.model)
-        if answer is not None:
-            return str(answer.detail)
+        known = self.describe(exc, job.model) if self.describe is not None else None
+        if known is not None:
+            return known
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             what = "could not store the result, the result store's disk is full (ENOSPC); retry later"
         elif isinstance(exc, OSError):

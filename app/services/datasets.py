@@ -40,9 +40,11 @@ MAX_PART_BYTES = 255  # one component of it (NAME_MAX of Linux file systems)
 
 
 class DatasetError(ValueError):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+    """A dataset zip the service will not take; ``str()``: why (it names zip members, never server paths)."""
+
+
+class DatasetTooLarge(DatasetError):
+    """A zip past a size limit: too many entries, too many bytes or pixels unpacked, a zip bomb's ratio."""
 
 
 def _show(name: str, limit: int = 80) -> str:
@@ -117,10 +119,10 @@ def ingest_zip(data: bytes, root: Path, max_files: int, max_uncompressed: int, m
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError):
-        raise DatasetError("not a zip file", 400) from None
+        raise DatasetError("not a zip file") from None
     members = zf.infolist()
     if len(members) > max_files:
-        raise DatasetError(f"zip holds {len(members)} entries; the limit is {max_files}", 413)
+        raise DatasetTooLarge(f"zip holds {len(members)} entries; the limit is {max_files}")
     total = 0
     files: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
     for m in members:
@@ -135,10 +137,10 @@ def ingest_zip(data: bytes, root: Path, max_files: int, max_uncompressed: int, m
             continue
         total += m.file_size
         if total > max_uncompressed:
-            raise DatasetError(f"zip unpacks to more than {max_uncompressed} bytes", 413)
+            raise DatasetTooLarge(f"zip unpacks to more than {max_uncompressed} bytes")
         if m.compress_size and m.file_size / m.compress_size > max_ratio:
-            raise DatasetError(f"{_show(m.filename)} is compressed {m.file_size / m.compress_size:.0f}:1; "
-                               "this looks like a zip bomb", 413)
+            raise DatasetTooLarge(f"{_show(m.filename)} is compressed {m.file_size / m.compress_size:.0f}:1; "
+                                  "this looks like a zip bomb")
         files.append((m, p))
     if not files:
         raise DatasetError("zip holds no images (png, jpg, tif, webp, bmp)")
@@ -172,12 +174,12 @@ def ingest_zip(data: bytes, root: Path, max_files: int, max_uncompressed: int, m
                 while chunk := src.read(1 << 20):  # never trust the header's sizes
                     written += len(chunk)
                     if written > max_uncompressed:
-                        raise DatasetError(f"zip unpacks to more than {max_uncompressed} bytes", 413)
+                        raise DatasetTooLarge(f"zip unpacks to more than {max_uncompressed} bytes")
                     out.write(chunk)
             pixels += _check_image(dst, m.filename, max_pixels)
             if max_total_pixels is not None and pixels > max_total_pixels:
-                raise DatasetError(f"the images hold more than {max_total_pixels} pixels together; that is the "
-                                   "limit for one dataset", 413)
+                raise DatasetTooLarge(f"the images hold more than {max_total_pixels} pixels together; that is "
+                                      "the limit for one dataset")
         member = ""
         for f in tmp.rglob("*"):  # durable before the folder is published
             if f.is_file():

@@ -4,8 +4,11 @@ A request is decoded and its model looked up in a worker thread of the event loo
 tiles then go to the one ``TileScheduler`` thread, which steps every admitted picture one tile at
 a time in turn, so a small photo that arrives during a 24 MP one waits for one tile, not for the
 whole photo; the result is encoded back in the pool. Every request holds a slot from admission
-until its work ends (``limit`` slots; 503 beyond). Work is dropped between tiles when its client
+until its work ends (``limit`` slots; QueueFull beyond). Work is dropped between tiles when its client
 has gone away or the service is stopping. The scheduler's last progress feeds the liveness watchdog.
+
+Failures are plain exceptions (QueueFull, Stopping, Abandoned, the registry's UnknownModel, NoActiveModel and
+BrokenModel, ``imaging.ImageRefused``); their HTTP answers are ``app.api.errors``'s.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from fastapi import HTTPException
-
 from n2n_core.data.images import Picture
 from n2n_core.inference.infer import Cancelled, picture_steps
 from n2n_core.data.noise_level import estimate_sigma
@@ -30,14 +31,14 @@ from n2n_core.inference.precision import model_precision
 from n2n_core.inference.runtime import set_threads
 
 from app.services import imaging
-from app.services.registry import BrokenModel, ModelRegistry, NoActiveModel, UnknownModel
+from app.services.registry import ModelRegistry
 
 DISCONNECT_POLL_SECONDS = 0.25
 log = logging.getLogger("n2n")
 
 
 class QueueFull(Exception):
-    pass
+    """Every slot of the queue (or its pixel budget) is taken: retry shortly."""
 
 
 class Stopping(Exception):
@@ -46,26 +47,6 @@ class Stopping(Exception):
 
 class Abandoned(Exception):
     """The client went away before its work finished."""
-
-
-def refusal(exc: BaseException, model_id: str | None) -> HTTPException | None:
-    """The HTTP answer to a denoise failure (that of ``POST /denoise``, and the error of a denoise job);
-    None for an unexpected error."""
-    if isinstance(exc, HTTPException):
-        return exc
-    if isinstance(exc, QueueFull):
-        return HTTPException(503, "the denoising queue is full; retry shortly", headers={"Retry-After": "2"})
-    if isinstance(exc, Stopping):
-        return HTTPException(503, "the service is shutting down; retry on another instance or shortly",
-                             headers={"Retry-After": "5", "Connection": "close"})
-    if isinstance(exc, Abandoned):  # the client is gone; this answer reaches nobody
-        return HTTPException(499, "client closed the request")
-    if isinstance(exc, UnknownModel):
-        return HTTPException(404, f"unknown model {model_id!r}; see GET /models")
-    if isinstance(exc, (NoActiveModel, BrokenModel)):
-        return HTTPException(503, f"{exc}; activate a working model (POST /models/ID/activate)",
-                             headers={"Retry-After": "10"})
-    return None
 
 
 @dataclass
@@ -314,8 +295,6 @@ class DenoiseQueue:
                 self.abandoned += 1
                 raise Abandoned from None
             raise Stopping from None
-        except HTTPException:
-            raise
         finally:
             self.release(slot)
             gone.set()  # whatever ended this request, its tiles are no longer wanted

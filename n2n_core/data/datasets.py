@@ -181,6 +181,19 @@ def _crop_positions(shapes: list[tuple[int, int]], batch: int, patch: int, gen: 
     return out
 
 
+def _random_crops(images: list[np.ndarray], size: int, patch: int, gen: torch.Generator, what: str) -> Tensor:
+    """``size`` random (patch x patch) crops, rotated and flipped at random, of the images at least that large:
+    float32 (size, C, patch, patch) in [0, 1], drawn from ``gen``."""
+    shapes = [(a.shape[0], a.shape[1]) for a in images]
+    usable = [i for i, (h, w) in enumerate(shapes) if min(h, w) >= patch]
+    if not usable:
+        raise ValueError(f"every training {what} is smaller than the patch size {patch}")
+    crops = []
+    for i, top, left, k, flip in _crop_positions([shapes[i] for i in usable], size, patch, gen):
+        crops.append(_augment(_crop(images[usable[i]], top, left, patch).permute(2, 0, 1), k, flip))
+    return torch.stack(crops).float().div_(255)
+
+
 class PairSource:
     """Base: ``batch(step, seed, size, patch)`` -> (input, target), float32 (B, 3, P, P)."""
 
@@ -210,15 +223,7 @@ class CleanImages(PairSource):
 
     def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        shapes = [(a.shape[0], a.shape[1]) for a in self.images]
-        usable = [i for i, (h, w) in enumerate(shapes) if min(h, w) >= patch]
-        if not usable:
-            raise ValueError(f"every training image is smaller than the patch size {patch}")
-        crops = []
-        for i, top, left, k, flip in _crop_positions([shapes[i] for i in usable], size, patch, gen):
-            img = _crop(self.images[usable[i]], top, left, patch)
-            crops.append(_augment(img.permute(2, 0, 1), k, flip))
-        clean = torch.stack(crops).float().div_(255)
+        clean = _random_crops(self.images, size, patch, gen, "image")
         inp, tgt = self.noise(clean, gen), self.noise(clean, gen)
         if self.quantize_input:
             inp = quantize8(inp)
@@ -276,15 +281,7 @@ class NoisyPhotos(PairSource):
         self.photos, self.name = [_as_image(a) for a in photos], name
 
     def batch(self, step: int, seed: int, size: int, patch: int) -> tuple[Tensor, Tensor]:
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        shapes = [(a.shape[0], a.shape[1]) for a in self.photos]
-        usable = [i for i, (h, w) in enumerate(shapes) if min(h, w) >= patch]
-        if not usable:
-            raise ValueError(f"every training photo is smaller than the patch size {patch}")
-        crops = []
-        for i, top, left, k, flip in _crop_positions([shapes[i] for i in usable], size, patch, gen):
-            crops.append(_augment(_crop(self.photos[usable[i]], top, left, patch).permute(2, 0, 1), k, flip))
-        noisy = torch.stack(crops).float().div_(255)
+        noisy = _random_crops(self.photos, size, patch, torch.Generator().manual_seed(seed * 1_000_003 + step), "photo")
         return noisy, noisy
 
     def describe(self) -> str:

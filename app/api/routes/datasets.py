@@ -3,12 +3,12 @@ own noisy photos for neighbor2neighbor) or of A/ and B/ noisy pairs (kind "pairs
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.services.datasets import DatasetError, ingest_zip
-from app.core.messages import scrub_paths
 from app.api.deps import Authorized, DatasetsDep, SettingsDep
+from app.api.errors import dataset_refusal
 from app.api.schemas import DatasetInfo, Message
 from app.api.routes.denoise import read_upload
 
@@ -32,8 +32,8 @@ async def upload(request: Request, settings: SettingsDep, datasets: DatasetsDep)
         info = await run_in_threadpool(ingest_zip, data, root, settings.max_dataset_files,
                                        settings.max_dataset_uncompressed, settings.max_compression_ratio,
                                        settings.max_pixels, settings.max_dataset_pixels)
-    except DatasetError as e:  # its messages name zip members; scrubbing the data folder is a second guard
-        raise HTTPException(e.status, scrub_paths(str(e), settings.data_dir)) from None
+    except DatasetError as e:
+        raise dataset_refusal(e, settings.data_dir) from None
     await run_in_threadpool(datasets.add, info)
     return DatasetInfo(**info)
 

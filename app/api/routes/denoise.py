@@ -8,14 +8,15 @@ from contextlib import contextmanager
 from enum import IntEnum
 from typing import Annotated, BinaryIO, Literal, NamedTuple
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from n2n_core import weights
 from n2n_core.data import raw
 
 from app.core.config import Settings
 from app.api.deps import MetricsDep, QueueDep, SettingsDep
-from app.services.denoiser import QueueFull, refusal
+from app.api.errors import denoise_refusal
+from app.services.denoiser import QueueFull
 from app.services.imaging import check_header, check_output_size, download_name, output_format, output_options
 from app.core.metrics import Metrics
 from app.api.uploads import read_all, read_upload, spool_upload
@@ -104,8 +105,9 @@ class UploadedImage(NamedTuple):
 async def open_image(request: Request, settings: Settings, format: str | None,
                      bits: int | None = None) -> UploadedImage:
     """The uploaded image in its spool (``app.api.uploads``; the caller closes ``data``), checked on its header
-    before any work: 400, 413, 415, 422 as documented, and 400 when the output format (``format``, or the
-    input's default for ``auto`` or None) cannot hold it. Only the header is read here."""
+    before any work: ``imaging.ImageRefused`` (400, 413, 415, 422 as documented: ``app.api.errors``), and
+    OutputTooLarge (400) when the output format (``format``, or the input's default for ``auto`` or None) cannot
+    hold it. Only the header is read here."""
     spool = await spool_upload(request)
     try:
         input_format, width, height = check_header(spool, settings.max_pixels, settings.max_aspect_ratio)
@@ -138,11 +140,12 @@ def model_for(input_format: str, model: str | None) -> str | None:
 
 @contextmanager
 def refused(metrics: Metrics, model: str | None) -> Iterator[None]:
-    """Denoise failures inside the block as their HTTP answers (503 with Retry-After when busy, ...)."""
+    """Denoise failures inside the block as their HTTP answers (``app.api.errors.denoise_refusal``: 503 with
+    Retry-After when busy, ...); a refusal for a full queue is counted."""
     try:
         yield
     except Exception as e:
-        answer = refusal(e, model)
+        answer = denoise_refusal(e, model)
         if answer is None or answer is e:  # unexpected, or already an HTTP answer
             raise
         if isinstance(e, QueueFull):

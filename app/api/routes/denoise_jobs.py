@@ -6,7 +6,8 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from app.jobs.denoise import DenoiseJob, DenoiseJobs, StoreFull, TooManyJobs
+from app.api.errors import store_refusal
+from app.jobs.denoise import DenoiseJob, DenoiseJobs, StoreFull
 from app.services.imaging import output_format, output_options
 from app.api.deps import DenoiseJobsDep, MetricsDep, RegistryDep, SettingsDep
 from app.services.registry import ModelRegistry, NoActiveModel
@@ -75,8 +76,7 @@ async def submit_job(request: Request, response: Response, settings: SettingsDep
             job = jobs.submit(upload.data, upload.output_format, model, upload.pixels, strength, output=output,
                               client=client_address(request), model_id=model_id, filename=upload.filename)
         except StoreFull as e:
-            raise HTTPException(429 if isinstance(e, TooManyJobs) else 507, str(e),
-                                headers={"Retry-After": str(e.retry_after)}) from None
+            raise store_refusal(e) from None
     if await request.is_disconnected():  # the client gave up (the page's Cancel) after its upload: no one
         jobs.cancel(job.id)              # would ever learn this job's id, so it would hold the quota until it expired
         raise HTTPException(400, "the client disconnected before the job was accepted; it was dropped")

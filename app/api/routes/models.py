@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastapi import APIRouter, HTTPException, Response
 
 from app.api.deps import Authorized, RegistryDep
-from app.services.registry import BrokenModel, ModelProtected, UnknownModel
+from app.api.errors import model_refusals
 from app.api.schemas import Message, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -26,18 +24,6 @@ def get_model(model_id: str, registry: RegistryDep) -> ModelInfo:
         if m["id"] == model_id:
             return ModelInfo(**m)
     raise HTTPException(404, f"unknown model {model_id!r}")
-
-
-@contextmanager
-def model_refusals(model_id: str) -> Iterator[None]:
-    """A registry refusal inside the block as its answer: 404 for an unknown model, 409 (with the
-    registry's reason) for one that cannot be loaded or may not be deleted."""
-    try:
-        yield
-    except UnknownModel:
-        raise HTTPException(404, f"unknown model {model_id!r}") from None
-    except (BrokenModel, ModelProtected) as e:
-        raise HTTPException(409, str(e)) from None
 
 
 @router.post("/{model_id}/activate", response_model=ModelInfo, dependencies=[Authorized],
