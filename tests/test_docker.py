@@ -92,7 +92,7 @@ def test_compose_gives_every_n2n_service_the_env_file_the_gpu_and_the_services_l
         assert api["environment"]["N2N_DEVICE"] in ("auto", "${N2N_DEVICE:-auto}"), name
         assert api["deploy"] == n2n["n2n"]["deploy"] == n2n["worker"]["deploy"], name
     # One default everywhere: compose overrides no limit of the service (.env still may), and nginx's body
-    # limit is the service's (tests/app/test_nginx.py checks that one against Settings).
+    # limit is the service's (tests/app/api/test_nginx.py checks that one against Settings).
     assert not [(name, k) for name, service in n2n.items() for k in service["environment"] if k.startswith("N2N_MAX_")]
     nginx = (ROOT / "deploy/nginx/n2n.conf").read_text()
     limit = Settings.model_fields["max_upload_bytes"].default

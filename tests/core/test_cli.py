@@ -300,7 +300,7 @@ def test_denoise_keeps_the_metadata_unless_strip_metadata(tmp_path, tiny, capsys
 
 
 def test_train_has_one_default_architecture_the_api_shares():
-    """The API's side: tests/app/test_train_noise.py."""
+    """The API's side: tests/app/jobs/test_train_noise.py."""
     from n2n_core.cli import _train_config, build_parser
     from n2n_core.models import DEFAULT_ARCH
     from n2n_core.training.train import TrainConfig

@@ -1,0 +1,1 @@
+"""Tests of the HTTP layer (app.api): routes, errors, limits, headers."""

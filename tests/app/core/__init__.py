@@ -1,0 +1,1 @@
+"""Tests of what the service's rooms share (app.core)."""

@@ -1,0 +1,1 @@
+"""Tests of training and denoise jobs (app.jobs)."""

@@ -1,0 +1,1 @@
+"""Tests of the job and model store (app.store) and start-up."""
