@@ -76,7 +76,10 @@ def camera(clean: np.ndarray, seed: int, quality: int, demosaic: bool) -> bytes:
         noisy = demosaic_bilinear(noisy, bayer_masks(*x.shape[1:]))
     pixels = noisy.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    if quality:
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    else:  # a camera writing lossless files: the noise stays independent from pixel to pixel
+        Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -95,19 +98,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=50, help="learning-rate warm-up steps (Adam's first steps are large)")
     ap.add_argument("--cell", type=int, default=2)
     ap.add_argument("--gamma", type=float, default=2.0)
-    ap.add_argument("--quality", type=int, default=90)
+    ap.add_argument("--quality", type=int, default=90, help="the camera's JPEG quality; 0: lossless PNG files")
     ap.add_argument("--demosaic", action="store_true")
     ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N CBSD68 images only")
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "camera")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
 
-    tag = f"q{args.quality}{'-demosaic' if args.demosaic else ''}"
+    tag = f"{f'q{args.quality}' if args.quality else 'png'}{'-demosaic' if args.demosaic else ''}"
     photos = args.out / tag / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     sources = list_images(SHARED / "CBSD432")[-args.photos:]
     for k, path in enumerate(sources):
-        (photos / f"{path.stem}.jpg").write_bytes(camera(load_rgb8(path), 10_000 + k, args.quality, args.demosaic))
+        (photos / f"{path.stem}.{'jpg' if args.quality else 'png'}").write_bytes(camera(load_rgb8(path), 10_000 + k, args.quality, args.demosaic))
     _, images = benchmark_images(str(SHARED / "CBSD68"), args.eval_limit)
     held_out = [(to_tensor(decoded(camera(img, i, args.quality, args.demosaic))), to_tensor(img))
                 for i, img in enumerate(images)]

@@ -52,7 +52,7 @@ run() {
         fi
     done
     tar czf "$OUT/train.tar.gz" -C "$RUNS" --exclude='*.ckpt.safetensors' .
-    timeout 90 python3 -m pytest -q -p no:cacheprovider tests/core/test_cuda.py 2>&1 | tail -5 | tee "$OUT/cuda_tests.txt"
+    timeout 90 python3 -m pytest -q -p no:cacheprovider tests/core/inference/test_cuda.py 2>&1 | tail -5 | tee "$OUT/cuda_tests.txt"
     timeout 60 python3 benchmarks/core_speed.py --device cuda --repeats 20 2>&1 | tail -4 | tee "$OUT/core_speed_cuda.txt"
     timeout 60 python3 benchmarks/gpu_infer.py --device "$DEVICE" --repeats 5 2>&1 | tee "$OUT/infer.txt"
     cp benchmarks/results/core_speed_cuda.json "$OUT/" 2>/dev/null
