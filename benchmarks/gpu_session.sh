@@ -6,6 +6,8 @@
 #   bash benchmarks/gpu_session.sh prepare     # here: .gpudata/ (CBSD432 from ../shared/data) and the
 #                                              #   starting weights under runs/gpu/ (see runs/gpu/README.md)
 #   bash benchmarks/gpu_session.sh run         # there (carry .gpudata); results go to $OUT
+#   bash benchmarks/gpu_session.sh prepare-singles / run-singles   # issue 24: Neighbor2Neighbor against
+#                                              #   Noise2Noise on the same single-shot photos (see run_singles)
 #
 # Each training is benchmarks/gpu_train.py: it times a few steps of its own configuration while the
 # others run, then plans a whole cosine schedule that fits TRAIN_SECONDS (default 400). The results
@@ -21,10 +23,11 @@ prepare() {
     du -sh .gpudata runs/gpu
 }
 
-train() {  # NAME ARCH INIT LR [more gpu_train.py options]
-    local name=$1 arch=$2 init=$3 lr=$4
+train() {  # NAME ARCH INIT LR [more gpu_train.py options, a later --data wins]; INIT "-": a fresh network
+    local name=$1 arch=$2 init=$3 lr=$4 initarg=()
     shift 4
-    timeout $((TRAIN_SECONDS + 60)) python3 benchmarks/gpu_train.py --name "$name" --arch "$arch" --init "$init" \
+    [ "$init" != - ] && initarg=(--init "$init")
+    timeout $((TRAIN_SECONDS + 60)) python3 benchmarks/gpu_train.py --name "$name" --arch "$arch" "${initarg[@]}" \
         --lr "$lr" --data .gpudata/CBSD432 --device "$DEVICE" --tf32 --threads 3 --seconds "$TRAIN_SECONDS" \
         --batch-size "$BATCH" --patch-size "$PATCH" --warmup 200 --ema 0.999 --val-every 250 --checkpoint-every 500 \
         --out-dir "$RUNS" "$@" > "$RUNS/$name.log" 2>&1
@@ -72,9 +75,38 @@ run_blind() {  # second session: blind with more capacity (unet-l) against blind
     tar czf "$OUT/train.tar.gz" -C "$RUNS" --exclude='*.ckpt.safetensors' .
 }
 
+prepare_singles() {  # issue 24: each CBSD432 photo with ONE fixed noise draw (a second for the pairs)
+    mkdir -p .gpudata
+    grep -qx '/.gpudata/' .git/info/exclude 2>/dev/null || echo /.gpudata/ >> .git/info/exclude
+    python3 benchmarks/single_shot.py --noise gaussian:25 --out .gpudata/singles-g25 2>/dev/null
+    python3 benchmarks/single_shot.py --noise poisson-gaussian:0.04,25 --out .gpudata/singles-camera 2>/dev/null
+    du -sh .gpudata
+}
+
+run_singles() {  # issue 24: Neighbor2Neighbor (single shots) against Noise2Noise (pairs of the same photos),
+                 # unet-m from scratch, one budget each, Gaussian sigma 25 and camera noise; results: singles.tar.gz
+    : "${OUT:?run this on the device machine, where OUT is set}"
+    export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TRAIN_SECONDS=${TRAIN_SECONDS:-400} RUNS=/tmp/gpu-runs
+    export DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-32} PATCH=${PATCH:-128}
+    mkdir -p "$RUNS"
+    local camera=poisson-gaussian:0.04,25
+    for set in g25 camera; do
+        local noise=gaussian:25
+        [ $set = camera ] && noise=$camera
+        train n2nb-$set unet-m - 4e-4 --method neighbor2neighbor --data .gpudata/singles-$set/singles \
+            --val .gpudata/singles-$set/val --noise $noise &
+        train n2n-$set unet-m - 4e-4 --data .gpudata/singles-$set/pairs --val .gpudata/singles-$set/val --noise $noise &
+    done
+    wait
+    for name in n2nb-g25 n2n-g25 n2nb-camera n2n-camera; do tail -3 "$RUNS/$name.log"; done
+    tar czf "$OUT/singles.tar.gz" -C "$RUNS" --exclude='*.ckpt.safetensors' .
+}
+
 case "${1:-}" in
     prepare) prepare ;;
     run) run ;;
     run-blind) run_blind ;;
-    *) echo "usage: $0 prepare|run|run-blind" >&2; exit 2 ;;
+    prepare-singles) prepare_singles ;;
+    run-singles) run_singles ;;
+    *) echo "usage: $0 prepare|run|run-blind|prepare-singles|run-singles" >&2; exit 2 ;;
 esac

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from n2n_core.nn.module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
+from n2n_core.nn.module import Mask, Module, VJP, clear_grads, empty_like_grad, store_grads, values_beside_body
 from n2n_core.data.noise_level import estimate_sigma
 
 
@@ -57,9 +57,8 @@ class NoiseAdaptive(Module):
         return r * self.passes, scale
 
     def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
-        """One pass's values (the passes run one after the other) plus the output, channels / scale^2."""
-        total, _, _ = self.body.activation_values(scale, channels)
-        return total + channels / scale**2, scale, channels
+        """One pass's values (the passes run one after the other) plus the output (``values_beside_body``)."""
+        return values_beside_body(self.body, scale, channels)
 
     def dependency_mask(self, mask: Mask) -> Mask:
         """The body's mask map applied ``passes`` times."""

@@ -99,6 +99,14 @@ def store_grads(m: Module, dw: Tensor, db: Tensor) -> None:
         m.d_bias = db if m.d_bias is None or m.d_bias.numel() == 0 else m.d_bias + db
 
 
+def values_beside_body(body: Module, scale: float, channels: int) -> tuple[float, float, int]:
+    """``activation_values`` of a wrapper that keeps one input-sized result beside its body's values (a
+    residual sum, an ensemble's running mean, a second pass's output): body's + channels / scale^2, at the
+    input's scale and channels."""
+    total, _, _ = body.activation_values(scale, channels)
+    return total + channels / scale**2, scale, channels
+
+
 def _undescribed(m: Module, what: str) -> ValueError:
     return ValueError(
         f"{type(m).__name__} does not describe its receptive reach and resolution ({what}): a layer must "

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from n2n_core.nn.module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
+from n2n_core.nn.module import Mask, Module, VJP, clear_grads, empty_like_grad, store_grads, values_beside_body
 
 
 class Sequential(Module):
@@ -248,9 +248,8 @@ class Residual(Module):
         return self.body.reach(scale)
 
     def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
-        """The body's values plus the sum, channels / scale^2; the input's scale and channels."""
-        total, _, _ = self.body.activation_values(scale, channels)
-        return total + channels / scale**2, scale, channels
+        """The body's values plus the sum (``values_beside_body``)."""
+        return values_beside_body(self.body, scale, channels)
 
     def dependency_mask(self, mask: Mask) -> Mask:
         """mask | body's mask (x itself is added)."""

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from n2n_core.nn.module import VJP, Mask, Module, clear_grads, empty_like_grad, store_grads
+from n2n_core.nn.module import Mask, Module, VJP, clear_grads, empty_like_grad, store_grads, values_beside_body
 
 Transform = tuple[int, bool]  # (quarter turns, mirrored)
 
@@ -74,9 +74,8 @@ class SelfEnsemble(Module):
         return self.body.reach(scale)
 
     def activation_values(self, scale: float, channels: int) -> tuple[float, float, int]:
-        """The body's values plus the running mean, channels / scale^2; the input's scale and channels."""
-        total, _, _ = self.body.activation_values(scale, channels)
-        return total + channels / scale**2, scale, channels
+        """The body's values plus the running mean (``values_beside_body``)."""
+        return values_beside_body(self.body, scale, channels)
 
     def dependency_mask(self, mask: Mask) -> Mask:
         """The OR over the transforms t of T_t^-1(body's mask of T_t(mask))."""
